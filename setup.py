@@ -1,0 +1,35 @@
+"""Installs tfmeta: AutoML and meta-learning for Keras 3 / TensorFlow."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "tfmeta" / "version.py").read_text()
+).group(1)
+
+setup(
+    name="tfmeta",
+    version=VERSION,
+    description="Meta-learning, neural architecture search and AutoML for Keras 3 / TensorFlow.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfmeta", "tfmeta.*"]),
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<3.16",
+        "keras-tuner>=1.4.7,<1.5",
+        "autokeras>=2.0,<3.1",
+        "tensorflow-datasets>=4.9,<4.10",
+        "scikit-learn>=1.3,<1.10",
+        "pillow>=10,<14",
+        "numpy>=1.26,<2.5",
+        "matplotlib>=3.7,<3.12",
+    ],
+    extras_require={"test": ["pytest>=7,<10"]},
+    entry_points={"console_scripts": ["tfmeta = tfmeta.cli:main"]},
+)

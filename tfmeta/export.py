@@ -1,0 +1,163 @@
+"""Atomic SavedModel export in TF Serving layout: `<base_dir>/<version>/`.
+
+A version directory appears only when fully written: the SavedModel and `tfmeta.json` are
+written to a hidden temporary folder beside it (TF Serving ignores non-numeric names) and
+renamed into place in one `os.rename`. An interrupted export leaves at most a `.tmp-*` folder,
+which the next export removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from typing import Any, Callable, Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from tfmeta.version import __version__
+
+METADATA_FILE = "tfmeta.json"
+
+
+def existing_versions(base_dir: str) -> list[int]:
+    """Returns the sorted integer version directories under `base_dir`."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(
+        int(name)
+        for name in os.listdir(base_dir)
+        if name.isdigit() and os.path.isdir(os.path.join(base_dir, name))
+    )
+
+
+def next_version(base_dir: str) -> int:
+    """Returns the next free version number under `base_dir` (1 for a new folder)."""
+    versions = existing_versions(base_dir)
+    return versions[-1] + 1 if versions else 1
+
+
+def latest_version_dir(path: str) -> str:
+    """Resolves a model path: a version dir is returned as is, a base dir gives its newest."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = existing_versions(path)
+    if not versions:
+        raise FileNotFoundError(
+            f"`{path}` is neither a SavedModel directory nor a folder of numbered versions."
+        )
+    return os.path.join(path, str(versions[-1]))
+
+
+def _clean_stale_tmp(base_dir: str, max_age_s: float = 3600.0) -> None:
+    now = time.time()
+    for name in os.listdir(base_dir):
+        full = os.path.join(base_dir, name)
+        if name.startswith(".tmp-") and now - os.path.getmtime(full) > max_age_s:
+            shutil.rmtree(full, ignore_errors=True)
+
+
+def write_version(
+    base_dir: str,
+    write_fn: Callable[[str], None],
+    metadata: Mapping[str, Any],
+    version: int | None = None,
+) -> str:
+    """Writes a new version atomically and returns its path.
+
+    Args:
+        base_dir: Model base directory (`saved_models/<name>`).
+        write_fn: Called with a temporary directory; writes the SavedModel there.
+        metadata: Extra metadata merged into `tfmeta.json`.
+        version: Explicit version number; defaults to the next free one.
+
+    Returns:
+        The final version directory path.
+    """
+    os.makedirs(base_dir, exist_ok=True)
+    _clean_stale_tmp(base_dir)
+    tmp = os.path.join(base_dir, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        write_fn(tmp)
+        meta = {"tfmeta_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        meta.update(metadata)
+        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+            json.dump(meta, f, indent=2, default=_json_default)
+        while True:
+            v = next_version(base_dir) if version is None else version
+            final = os.path.join(base_dir, str(v))
+            try:
+                os.rename(tmp, final)
+                return final
+            except OSError:
+                if version is not None or not os.path.exists(final):
+                    raise
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "as_list"):
+        return value.as_list()
+    return str(value)
+
+
+Endpoint = tuple[Callable[..., Any], Sequence[tf.TensorSpec]]
+
+
+def export_endpoints(
+    base_dir: str,
+    tracked: Any,
+    endpoints: Mapping[str, Endpoint],
+    metadata: Mapping[str, Any],
+    version: int | None = None,
+) -> str:
+    """Exports functions as SavedModel signatures with `keras.export.ExportArchive`.
+
+    Args:
+        base_dir: Model base directory; the version goes to `base_dir/<version>/`.
+        tracked: A Keras layer/model (or list of them) whose variables the endpoints use.
+        endpoints: `{signature name: (fn, input_signature)}`; must include `serving_default`.
+            Functions should return a dict of named tensors.
+        metadata: Written to `tfmeta.json` (task, learner, input spec, class names, metrics...).
+        version: Explicit version number; defaults to the next free one.
+
+    Returns:
+        The written version directory.
+
+    Example:
+
+    >>> export_endpoints("saved_models/m", model,
+    ...     {"serving_default": (lambda x: {"y": model(x)},
+    ...                          [tf.TensorSpec([None, 4], tf.float32, name="x")])},
+    ...     {"task": "regression"})
+    'saved_models/m/1'
+    """
+    if "serving_default" not in endpoints:
+        raise ValueError(
+            f"`endpoints` must include 'serving_default'; received {sorted(endpoints)}."
+        )
+
+    def write(path: str) -> None:
+        archive = keras.export.ExportArchive()
+        for obj in tracked if isinstance(tracked, (list, tuple)) else [tracked]:
+            archive.track(obj)
+        for name, (fn, signature) in endpoints.items():
+            archive.add_endpoint(name=name, fn=fn, input_signature=list(signature))
+        archive.write_out(path, verbose=False)
+
+    meta = dict(metadata)
+    meta.setdefault("signatures", sorted(endpoints))
+    return write_version(base_dir, write, meta, version=version)
+
+
+def read_metadata(path: str) -> dict:
+    """Reads `tfmeta.json` from a version directory (or the newest version of a base dir)."""
+    with open(os.path.join(latest_version_dir(path), METADATA_FILE)) as f:
+        return json.load(f)

@@ -1,0 +1,108 @@
+"""The few-shot learner protocol shared by Siamese, prototypical, matching, relation and MAML.
+
+A learner implements `few_shot_logits(support_x, support_y, query_x, ways)` for one episode
+(no task axis, traceable in a `tf.function`). This mixin turns that into probabilities,
+episodic evaluation and the `few_shot` SavedModel signature from DESIGN.md:
+
+    few_shot(support_x: float32[S, ...], support_y: int32[S], query_x: float32[Q, ...])
+        -> {"probabilities": float32[Q, N]}      # N = max(support_y) + 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfmeta import export as export_lib
+from tfmeta.data.validation import check_support_set
+from tfmeta.evaluation import evaluate_few_shot
+
+
+class FewShotMixin:
+    """Adds probabilities, evaluation and export to a `keras.Model` few-shot learner.
+
+    Subclasses implement `few_shot_logits` and may override `serving_endpoints` to add their
+    own `serving_default` (the default serves embeddings of `x` from `self.encoder`).
+    """
+
+    #: Short learner name written to tfmeta.json.
+    learner_name = "few_shot"
+
+    def few_shot_logits(self, support_x, support_y, query_x, ways):
+        """Returns `[Q, ways]` logits for one episode. Subclasses implement this."""
+        raise NotImplementedError
+
+    def few_shot_probabilities(self, support_x, support_y, query_x):
+        """Returns `[Q, N]` class probabilities for one episode, `N = max(support_y) + 1`."""
+        support_y = tf.cast(support_y, tf.int32)
+        ways = tf.reduce_max(support_y) + 1
+        logits = self.few_shot_logits(support_x, support_y, query_x, ways)
+        return tf.nn.softmax(logits, axis=-1)
+
+    def predict_few_shot(self, support_x, support_y, query_x) -> np.ndarray:
+        """Validates an episode given as arrays and returns `[Q, N]` probabilities (numpy)."""
+        support_x, support_y, query_x, _ = check_support_set(support_x, support_y, query_x)
+        fn = getattr(self, "_compiled_probabilities", None)
+        if fn is None:
+            fn = tf.function(self.few_shot_probabilities, reduce_retracing=True)
+            self._compiled_probabilities = fn
+        return fn(support_x, support_y, query_x).numpy()
+
+    def evaluate_episodes(
+        self, x, y, ways: int, shots: int, queries: int = 15, episodes: int = 600, seed: int = 1234
+    ) -> dict:
+        """Mean accuracy and 95% CI over `episodes` N-way K-shot episodes from `(x, y)`."""
+        from tfmeta.data.episodes import EpisodeSampler
+
+        sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
+        fn = tf.function(self.few_shot_probabilities, reduce_retracing=True)
+        return evaluate_few_shot(fn, sampler, episodes=episodes, seed=seed)
+
+    # ----------------------------------------------------------------- export
+    def _example_spec(self) -> tuple:
+        shape = tuple(self.encoder.input_shape[1:])
+        return shape
+
+    def serving_endpoints(self) -> dict:
+        """Signatures besides `few_shot`. Default: `serving_default` returns embeddings."""
+        spec = self._example_spec()
+
+        def embed(x):
+            return {"embeddings": self.encoder(x, training=False)}
+
+        return {"serving_default": (embed, [tf.TensorSpec((None,) + spec, tf.float32, name="x")])}
+
+    def few_shot_endpoint(self):
+        """`(fn, input_signature)` of the `few_shot` signature."""
+        spec = self._example_spec()
+
+        def few_shot(support_x, support_y, query_x):
+            return {"probabilities": self.few_shot_probabilities(support_x, support_y, query_x)}
+
+        return few_shot, [
+            tf.TensorSpec((None,) + spec, tf.float32, name="support_x"),
+            tf.TensorSpec((None,), tf.int32, name="support_y"),
+            tf.TensorSpec((None,) + spec, tf.float32, name="query_x"),
+        ]
+
+    def export(
+        self, base_dir: str, metadata: dict[str, Any] | None = None, version: int | None = None
+    ) -> str:
+        """Exports `serving_default` + `few_shot` to `base_dir/<next version>/` atomically.
+
+        Returns:
+            The version directory written.
+        """
+        endpoints = dict(self.serving_endpoints())
+        endpoints["few_shot"] = self.few_shot_endpoint()
+        meta = {
+            "task": "few_shot",
+            "learner": self.learner_name,
+            "input_spec": {"shape": [None, *self._example_spec()], "dtype": "float32"},
+            "class_names": None,
+            "metrics": {},
+        }
+        meta.update(metadata or {})
+        return export_lib.export_endpoints(base_dir, self, endpoints, meta, version=version)
