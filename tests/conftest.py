@@ -1,0 +1,72 @@
+"""Shared pytest setup: quiet TensorFlow, seeded runs and the shared data directory."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """`$TFMETA_DATA_DIR`, or ../shared/data beside the repo; fails loudly when missing."""
+    path = Path(os.environ.get("TFMETA_DATA_DIR", REPO.parent / "shared" / "data"))
+    if not path.is_dir():
+        raise RuntimeError(
+            f"Shared data not found at {path}: set TFMETA_DATA_DIR to the folder holding "
+            "omniglot/ and nasbench_macro/."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder (omniglot zips, NAS-Bench-Macro)."""
+    return shared_data_dir()
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def toy_few_shot_model():
+    """A tiny nearest-prototype few-shot learner on a fixed random encoder (28x28x1 input).
+
+    Built from `tfmeta.fewshot.FewShotMixin` alone, so export and evaluation are tested
+    independently of the real learners.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfmeta.fewshot import FewShotMixin
+
+    class ToyPrototypes(FewShotMixin, keras.Model):
+        learner_name = "toy_prototypes"
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = keras.Sequential(
+                [keras.Input((28, 28, 1)), keras.layers.AveragePooling2D(4), keras.layers.Flatten(),
+                 keras.layers.Dense(16, kernel_initializer=keras.initializers.GlorotUniform(seed=1))]
+            )
+
+        def call(self, x):
+            return self.encoder(x)
+
+        def few_shot_logits(self, support_x, support_y, query_x, ways):
+            s, q = self.encoder(support_x), self.encoder(query_x)
+            onehot = tf.one_hot(support_y, ways)
+            protos = tf.matmul(onehot, s, transpose_a=True) / tf.reduce_sum(onehot, 0)[:, None]
+            return -tf.reduce_sum((q[:, None, :] - protos[None]) ** 2, -1)
+
+    model = ToyPrototypes()
+    model(tf.zeros((1, 28, 28, 1)))
+    return model

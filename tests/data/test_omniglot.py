@@ -1,0 +1,89 @@
+"""Omniglot loading from the shared zips, extracted folders and tfds-style examples."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from tfmeta.data.omniglot import (
+    DEFAULT_HELD_OUT_ALPHABETS,
+    from_tfds_examples,
+    load_omniglot,
+)
+
+
+@pytest.fixture(scope="module")
+def omniglot(data_dir):
+    return load_omniglot(("small1", "small2"), data_dir=data_dir, source="files")
+
+
+def test_both_background_sets_load_without_duplicates(omniglot):
+    # small1: 136 characters, small2: 156; Greek (24) and Latin (26) are in both.
+    assert omniglot.num_classes == 136 + 156 - 24 - 26
+    assert omniglot.x.shape == (20 * omniglot.num_classes, 28, 28, 1)
+    assert omniglot.x.dtype == np.float32
+    assert np.bincount(omniglot.y).tolist() == [20] * omniglot.num_classes
+    assert sorted(set(omniglot.drawers.tolist())) == list(range(1, 21))
+
+
+def test_images_have_ink_as_one_on_zero_background(omniglot):
+    x = omniglot.x
+    assert x.min() == 0.0 and x.max() == 1.0
+    # Strokes cover a small part of each image; the border is background.
+    assert 0.02 < x.mean() < 0.2
+    assert x[:, 0, :, :].mean() < 0.01
+
+
+def test_image_size_is_configurable(data_dir):
+    data = load_omniglot("small1", image_size=(20, 24), data_dir=data_dir, alphabets=["Greek"])
+    assert data.x.shape == (24 * 20, 20, 24, 1)
+    assert set(data.alphabets) == {"Greek"}
+
+
+def test_split_by_alphabet_holds_out_whole_alphabets(omniglot):
+    train, test = omniglot.split_by_alphabet(DEFAULT_HELD_OUT_ALPHABETS)
+    assert set(test.alphabets) == set(DEFAULT_HELD_OUT_ALPHABETS)
+    assert not set(train.alphabets) & set(DEFAULT_HELD_OUT_ALPHABETS)
+    assert train.num_classes + test.num_classes == omniglot.num_classes
+    assert test.num_classes == 24 + 40
+    assert test.y.max() == test.num_classes - 1
+    with pytest.raises(ValueError, match="Klingon"):
+        omniglot.split_by_alphabet(["Klingon"])
+
+
+def test_rotations_are_new_classes(omniglot):
+    _, test = omniglot.split_by_alphabet()
+    rotated = test.with_rotations()
+    c = test.num_classes
+    assert rotated.num_classes == 4 * c
+    i = int(np.flatnonzero(test.y == 3)[0])
+    j = int(np.flatnonzero(rotated.y == 3 + c)[0])  # first image of class 3 rotated by 90
+    np.testing.assert_array_equal(rotated.x[j], np.rot90(test.x[i], 1, axes=(0, 1)))
+    assert rotated.class_names[3 + c].endswith("/rot90")
+
+
+def test_extracted_folder_gives_the_same_data(tmp_path, data_dir):
+    with zipfile.ZipFile(data_dir / "omniglot" / "images_background_small1.zip") as zf:
+        zf.extractall(tmp_path / "omniglot")
+    from_folder = load_omniglot("small1", data_dir=tmp_path, source="files", alphabets=["Latin"])
+    from_zip = load_omniglot("small1", data_dir=data_dir, source="files", alphabets=["Latin"])
+    np.testing.assert_array_equal(from_folder.x, from_zip.x)
+    assert from_folder.class_names == from_zip.class_names
+
+
+def test_missing_files_error_names_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="images_background_small1"):
+        load_omniglot("small1", data_dir=tmp_path, source="files")
+
+
+def test_tfds_examples_convert_like_the_zips(omniglot):
+    # tensorflow-datasets gives uint8 RGB images with black ink on white.
+    ink = (omniglot.x[:40, :, :, 0] > 0.5)
+    images = np.where(ink[..., None], 0, 255).astype(np.uint8).repeat(3, -1)
+    examples = [
+        {"image": images[i], "alphabet": 1, "alphabet_char_id": int(omniglot.y[i]), "label": 0}
+        for i in range(40)
+    ]
+    data = from_tfds_examples(examples, ["A", "Greek"], image_size=28)
+    assert data.num_classes == 2 and data.alphabets == ["Greek", "Greek"]
+    np.testing.assert_array_equal(data.x[..., 0] > 0.5, ink)

@@ -1,0 +1,89 @@
+"""`tfmeta oneshot-eval` and `tfmeta serve` against an exported few-shot model."""
+
+import json
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tfmeta.cli import main
+from tfmeta.data.oneshot_runs import load_oneshot_runs, make_oneshot_runs
+from tfmeta.serving import make_server
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, toy_few_shot_model, data_dir):
+    root = tmp_path_factory.mktemp("oneshot")
+    runs = make_oneshot_runs(root / "runs", ["Korean"], n_runs=3, data_dir=data_dir)
+    base = root / "models" / "toy"
+    toy_few_shot_model.export(str(base))
+    return str(base), runs
+
+
+def test_oneshot_eval_json_matches_in_process_scoring(exported, toy_few_shot_model, capsys):
+    base, runs = exported
+    assert main(["oneshot-eval", "--model", base, "--runs", runs, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    correct = sum(
+        int(np.sum(toy_few_shot_model.predict_few_shot(e.support_x, e.support_y, e.query_x).argmax(-1) == e.query_y))
+        for e in load_oneshot_runs(runs)
+    )
+    assert result["trials"] == 60
+    assert result["accuracy"] == pytest.approx(correct / 60)
+    assert result["error_rate"] == pytest.approx(1 - correct / 60)
+    # Even a random encoder beats 20-way chance (5%) on pixel statistics.
+    assert result["accuracy"] > 0.05
+
+
+def test_oneshot_eval_rejects_models_without_few_shot(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from tfmeta.export import export_endpoints
+
+    m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    export_endpoints(str(tmp_path / "m"), m, {"serving_default": (lambda x: {"y": m(x)}, [tf.TensorSpec([None, 2], tf.float32, name="x")])}, {})
+    with pytest.raises(ValueError, match="no 'few_shot' signature"):
+        main(["oneshot-eval", "--model", str(tmp_path / "m"), "--runs", str(tmp_path)])
+
+
+def _request(url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_rest_api_serves_status_metadata_and_predictions(exported, toy_few_shot_model):
+    base, runs = exported
+    server = make_server(base, "toy", port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/toy"
+    try:
+        code, status = _request(url)
+        assert code == 200 and status["model_version_status"][0]["state"] == "AVAILABLE"
+        code, meta = _request(url + "/metadata")
+        sigs = meta["metadata"]["signature_def"]["signature_def"]
+        assert set(sigs) >= {"serving_default", "few_shot"}
+        assert sigs["few_shot"]["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
+        ep = load_oneshot_runs(runs)[0]
+        body = {"signature_name": "few_shot", "inputs": {
+            "support_x": ep.support_x.tolist(), "support_y": ep.support_y.tolist(), "query_x": ep.query_x[:4].tolist()}}
+        code, out = _request(url + "/versions/1:predict", body)
+        assert code == 200
+        expected = toy_few_shot_model.predict_few_shot(ep.support_x, ep.support_y, ep.query_x[:4])
+        np.testing.assert_allclose(np.array(out["outputs"]), expected, rtol=1e-5, atol=1e-6)
+        code, rows = _request(url + ":predict", {"instances": ep.query_x[:2].tolist()})
+        assert code == 200 and np.array(rows["predictions"]).shape == (2, 16)
+        code, err = _request(url + "/versions/9:predict", {"instances": []})
+        assert code == 404 and "Specific(toy, 9)" in err["error"]
+        code, err = _request(url + ":predict", {"signature_name": "nope", "instances": []})
+        assert code == 400 and "nope" in err["error"]
+    finally:
+        server.shutdown()
+        server.server_close()

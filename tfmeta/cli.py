@@ -1,0 +1,114 @@
+"""The `tfmeta` command line: quickstart, oneshot-eval, search, serve.
+
+Run `tfmeta --help` or `tfmeta COMMAND --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _quickstart(args) -> int:
+    from tfmeta.quickstart import run_quickstart
+
+    result = run_quickstart(
+        output=args.output, max_trials=args.max_trials, epochs=args.epochs, seed=args.seed,
+        directory=args.directory,
+    )
+    print(json.dumps(result, indent=2) if args.json else
+          f"quickstart: test accuracy of the reloaded SavedModel {result['test_accuracy']:.4f} "
+          f"({result['export_path']}, {result['wall_time_s']:.0f} s)")
+    return 0
+
+
+def _oneshot_eval(args) -> int:
+    from tfmeta.oneshot import evaluate_saved_model
+
+    result = evaluate_saved_model(args.model, args.runs)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("error_rate", "accuracy", "trials")}))
+    else:
+        print(f"{result['runs']} runs, {result['trials']} trials: accuracy {result['accuracy']:.4f}, "
+              f"error rate {result['error_rate']:.4f} ({result['model']})")
+    return 0
+
+
+def _search(args) -> int:
+    from tfmeta.nas.benchmarks import run_tabular_search
+
+    result = run_tabular_search(
+        benchmark=args.benchmark, data=args.data, strategy=args.strategy, budget=args.budget,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.strategy}: best {result['best_arch']} accuracy {result['best_accuracy']} "
+              f"after {len(result['trajectory'])} queries")
+    return 0
+
+
+def _serve(args) -> int:
+    from tfmeta.serving import make_server
+
+    server = make_server(args.model_base_path, args.model_name, port=args.port, host=args.host)
+    name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
+    print(f"Serving {name} from {args.model_base_path} on http://{args.host}:{server.server_address[1]}/v1/models/{name}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning and AutoML for Keras.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("quickstart", help="Search, train and export a model on scikit-learn's digits.")
+    p.add_argument("--output", default="saved_models/quickstart", help="Export base directory.")
+    p.add_argument("--directory", default="runs", help="Search directory.")
+    p.add_argument("--max-trials", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_quickstart)
+
+    p = sub.add_parser("oneshot-eval", help="Score a few_shot SavedModel on Lake's one-shot runs.")
+    p.add_argument("--model", required=True, help="SavedModel version dir, or a base dir (newest version).")
+    p.add_argument("--runs", required=True, help="Folder or zip of runNN/ one-shot runs.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_oneshot_eval)
+
+    p = sub.add_parser("search", help="Run a NAS strategy against a tabular benchmark.")
+    p.add_argument("--benchmark", default="nasbench-macro", choices=["nasbench-macro"])
+    p.add_argument("--data", required=True, help="Path of nas-bench-macro_cifar10.json (or its folder).")
+    p.add_argument("--strategy", default="controller", choices=["controller", "evolution", "random"])
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_search)
+
+    p = sub.add_parser("serve", help="Serve a model base path with the TF Serving REST API subset.")
+    p.add_argument("--model-base-path", required=True)
+    p.add_argument("--model-name", default=None)
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(fn=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tfmeta` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
