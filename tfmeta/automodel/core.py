@@ -1,0 +1,429 @@
+"""`AutoModel`: a scikit-learn style front door that searches, trains and exports.
+
+Example:
+
+>>> am = tfmeta.AutoModel(task="classification", max_trials=3, epochs=10, seed=0,
+...                       directory="runs", project_name="digits")
+>>> am.fit(x_train, y_train)                 # numpy, tf.data (x, y) batches, or an image folder
+>>> am.score(x_test, y_test)
+>>> am.leaderboard()[0]                      # best trial first
+>>> am.export("saved_models/digits")        # -> saved_models/digits/<next version>/
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.base import BaseEstimator
+
+from tfmeta import export as export_lib
+from tfmeta.automodel import inputs as inputs_lib
+from tfmeta.automodel.fewshot_candidates import CANDIDATES, check_candidates
+from tfmeta.automodel.pipeline import Preprocessing
+from tfmeta.data.validation import check_support_set
+
+TASKS = ("classification", "regression", "few_shot", "similarity")
+STRATEGIES = ("controller", "evolution", "random")
+
+
+class AutoModel(BaseEstimator):
+    """Chooses, trains and exports a model for the user's data.
+
+    Args:
+        task: `"classification"`, `"regression"` (images `(N, H, W[, C])` or tables
+            `(N, F)`), `"few_shot"` (fit on base classes, predict new classes from a support
+            set) or `"similarity"` (a Siamese model; `predict` on pairs).
+        max_trials: Architectures (or few-shot learners) tried.
+        epochs: Training epochs per trial (classification/regression), with early stopping
+            on the validation split; for few-shot/similarity, epochs of `steps_per_epoch`.
+        max_time: Wall-clock budget in seconds for the search, or None. No trial starts after
+            it; the best trial so far is kept.
+        strategy: NAS strategy: `"controller"` (REINFORCE RNN), `"evolution"` or `"random"`.
+        seed: Seed that makes a run repeatable.
+        directory: Where searches persist their trials (KerasTuner layout).
+        project_name: Sub-folder of `directory` for this search.
+        overwrite: Start the search afresh instead of resuming it.
+        batch_size: Training batch size.
+        patience: Early-stopping patience in epochs.
+        steps_per_epoch: Episodes (or pair batches) per epoch for few-shot/similarity.
+        learners: Few-shot candidates, a subset of `("protonet", "maml", "siamese")`.
+        ways: Ways of the few-shot validation episodes (and training episodes).
+        shots: Shots of the few-shot validation episodes.
+        verbose: 0 silent, 1 one progress line per trial.
+
+    Fitted attributes: `model_` (Keras model taking raw inputs), `classes_`, `task_kind_`,
+    `preprocessing_`, `best_architecture_`, `best_learner_`, `trials_`, `n_features_in_`.
+    """
+
+    def __init__(
+        self,
+        task: str = "classification",
+        max_trials: int = 10,
+        epochs: int = 10,
+        max_time: float | None = None,
+        strategy: str = "controller",
+        seed: int | None = None,
+        directory: str = "runs",
+        project_name: str = "automodel",
+        overwrite: bool = False,
+        batch_size: int = 32,
+        patience: int = 3,
+        steps_per_epoch: int = 100,
+        learners: tuple[str, ...] = ("protonet", "maml", "siamese"),
+        ways: int = 5,
+        shots: int = 1,
+        verbose: int = 1,
+    ):
+        self.task = task
+        self.max_trials = max_trials
+        self.epochs = epochs
+        self.max_time = max_time
+        self.strategy = strategy
+        self.seed = seed
+        self.directory = directory
+        self.project_name = project_name
+        self.overwrite = overwrite
+        self.batch_size = batch_size
+        self.patience = patience
+        self.steps_per_epoch = steps_per_epoch
+        self.learners = learners
+        self.ways = ways
+        self.shots = shots
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"`task` must be one of {TASKS}; received {self.task!r}.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}; received {self.strategy!r}.")
+        for name in ("max_trials", "epochs", "batch_size", "steps_per_epoch", "ways", "shots"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1; received {value!r}.")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"`max_time` must be None or a number of seconds > 0; received {self.max_time!r}.")
+        if self.task == "few_shot":
+            check_candidates(self.learners)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ValueError(f"This AutoModel is not fitted yet: call `fit` before using it.")
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    @property
+    def _project_dir(self) -> str:
+        return os.path.join(self.directory, self.project_name)
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, x, y=None, validation_split: float = 0.2, validation_data=None, image_size=None):
+        """Searches and trains a model.
+
+        Args:
+            x: numpy array, batched `tf.data.Dataset` of `(x, y)`, or a folder of images with
+                one sub-folder per class.
+            y: Labels/targets (None for datasets and folders).
+            validation_split: Fraction of the data held out to score trials (classification
+                and regression: examples; few-shot: base classes).
+            validation_data: Optional `(x_val, y_val)` instead of the split.
+            image_size: `(height, width)` for image folders (default: the first image's size).
+
+        Returns:
+            self.
+        """
+        self._check_params()
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be in (0, 1); received {validation_split!r}.")
+        x, y = inputs_lib.to_arrays(x, y, image_size=image_size)
+        inputs_lib.check_features(x)
+        y = inputs_lib.check_targets(x, y, self.task)
+        keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
+        self.task_kind_ = inputs_lib.input_kind(x)
+        self.n_features_in_ = int(np.prod(x.shape[1:]))
+        self.input_shape_ = tuple(x.shape[1:])
+        self.preprocessing_ = Preprocessing(x, self.task_kind_)
+        self._start = time.time()
+        if self.task in ("classification", "few_shot", "similarity"):
+            self.classes_ = np.unique(y)
+            y_index = np.searchsorted(self.classes_, y).astype(np.int64)
+        if self.task == "classification":
+            self._fit_supervised(x, y_index, validation_split, validation_data, classification=True)
+        elif self.task == "regression":
+            self._fit_supervised(x, y, validation_split, validation_data, classification=False)
+        elif self.task == "few_shot":
+            self._fit_few_shot(x, y_index, validation_split)
+        else:
+            self._fit_similarity(x, y_index, validation_split)
+        self.fit_time_ = time.time() - self._start
+        return self
+
+    # -------------------------------------------------- classification / regression
+    def _split(self, x, y, validation_split, validation_data, classification):
+        if validation_data is not None:
+            xv, yv = inputs_lib.to_arrays(*validation_data)
+            inputs_lib.check_features(xv, "validation_data[0]", self.input_shape_)
+            yv = inputs_lib.check_targets(xv, yv, "regression" if not classification else "labels", "validation_data[1]")
+            if classification:
+                unknown = set(np.unique(yv)) - set(self.classes_)
+                if unknown:
+                    raise ValueError(f"`validation_data` has labels not in `y`: {sorted(unknown)[:5]}.")
+                yv = np.searchsorted(self.classes_, yv)
+            return x, y, xv, yv
+        from sklearn.model_selection import train_test_split
+
+        stratify = y if classification and np.bincount(y).min() >= 2 else None
+        x_tr, x_v, y_tr, y_v = train_test_split(
+            x, y, test_size=validation_split, random_state=self.seed or 0, stratify=stratify
+        )
+        return x_tr, y_tr, x_v, y_v
+
+    def _space(self):
+        from tfmeta.nas.space import DenseSpace, MicroCellSpace
+
+        if self.task_kind_ == "image":
+            return MicroCellSpace(num_nodes=2, ops=("sep_conv_3x3", "sep_conv_5x5", "max_pool_3x3", "avg_pool_3x3", "identity"))
+        return DenseSpace(num_layers=3, units=(0, 64, 128, 256), dropout=(0.0, 0.25))
+
+    def _build_core(self, space, arch, outputs, classification):
+        from tfmeta.nas.cells import build_model
+
+        activation = "softmax" if classification else None
+        if self.task_kind_ == "image":
+            kwargs = dict(num_cells=1, filters=32, final_activation=activation)
+        else:
+            kwargs = dict(final_activation=activation)
+        return lambda shape: build_model(space, arch, shape, outputs, **kwargs)
+
+    def _compile(self, model, classification):
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss="sparse_categorical_crossentropy" if classification else "mse",
+            metrics=["accuracy"] if classification else ["mae"],
+        )
+        return model
+
+    def _train_once(self, space, arch, x, y, xv, yv, outputs, classification, epochs=None):
+        model = self._compile(self.preprocessing_.wrap(self._build_core(space, arch, outputs, classification)), classification)
+        monitor = "val_accuracy" if classification else "val_loss"
+        stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="max" if classification else "min",
+                                             patience=self.patience, restore_best_weights=True)
+        history = model.fit(x, y, validation_data=(xv, yv), epochs=epochs or self.epochs, batch_size=self.batch_size,
+                            callbacks=[stop], verbose=0)
+        values = history.history[monitor]
+        best_epoch = int(np.argmax(values) if classification else np.argmin(values))
+        score = float(values[best_epoch]) if classification else -float(values[best_epoch])
+        return model, score, best_epoch + 1
+
+    def _fit_supervised(self, x, y, validation_split, validation_data, classification):
+        from tfmeta.nas.search import ArchitectureSearch
+
+        x_tr, y_tr, xv, yv = self._split(x, y, validation_split, validation_data, classification)
+        outputs = len(self.classes_) if classification else (1 if y.ndim == 1 else int(y.shape[1]))
+        space = self._space()
+        trained: dict[str, tuple[keras.Model, int]] = {}
+
+        def objective(arch, trial_id):
+            model, score, epochs = self._train_once(space, arch, x_tr, y_tr, xv, yv, outputs, classification)
+            trained[str(arch)] = (model, epochs)
+            return score, {"epochs": epochs}
+
+        search = ArchitectureSearch(
+            space, objective, strategy=self.strategy, max_trials=self.max_trials, max_time=self.max_time,
+            directory=self.directory, project_name=self.project_name, overwrite=self.overwrite, seed=self.seed,
+            on_trial_end=self._progress,
+        )
+        search.run()
+        self.trials_ = search.trials()
+        if not self.trials_:
+            raise RuntimeError("The search finished no trial (is `max_time` too small?).")
+        best = self.trials_[0]
+        self.best_architecture_ = best["architecture"]
+        self.best_score_ = best["score"]
+        arch = space.from_string(best["architecture"]) if hasattr(space, "from_string") else best["arch_obj"]
+        key = str(arch)
+        if key in trained:
+            self.model_ = trained[key][0]
+        else:  # finished in an earlier, interrupted run: retrain it
+            self.model_, _, _ = self._train_once(space, arch, x_tr, y_tr, xv, yv, outputs, classification)
+        self.best_learner_ = f"nas:{space.name}"
+
+    def _progress(self, trial: dict, best_score: float, n_done: int) -> None:
+        self._log(
+            f"[trial {n_done}/{self.max_trials}] {trial['architecture']}  score={trial['score']:.4f}  "
+            f"best={best_score:.4f}  elapsed={time.time() - self._start:.0f}s"
+        )
+
+    # ---------------------------------------------------------------- few-shot
+    def _split_classes(self, y, validation_split):
+        rng = np.random.default_rng(self.seed)
+        classes = rng.permutation(len(self.classes_))
+        n_val = max(self.ways, int(round(validation_split * len(classes))))
+        if len(classes) - n_val < self.ways:
+            raise ValueError(
+                f"`task='few_shot'` needs at least 2 x `ways` = {2 * self.ways} base classes to train and "
+                f"validate {self.ways}-way episodes; `y` has {len(classes)}."
+            )
+        return classes[n_val:], classes[:n_val]
+
+    @staticmethod
+    def _subset(x, y, classes):
+        mask = np.isin(y, classes)
+        remap = np.full(y.max() + 1, -1)
+        remap[classes] = np.arange(len(classes))
+        return x[mask], remap[y[mask]]
+
+    def _fit_few_shot(self, x, y, validation_split):
+        train_cls, val_cls = self._split_classes(y, validation_split)
+        xt, yt = self._subset(x, y, train_cls)
+        xv, yv = self._subset(x, y, val_cls)
+        steps = self.epochs * self.steps_per_epoch
+        self.trials_ = []
+        best = None
+        for i, name in enumerate(check_candidates(self.learners)[: self.max_trials]):
+            if self.max_time is not None and time.time() - self._start > self.max_time:
+                break
+            t0 = time.time()
+            learner = CANDIDATES[name](self.preprocessing_, xt, yt, self.ways, self.shots, steps, self.seed or 0)
+            queries = max(1, min(5, int(np.bincount(yv).min()) - self.shots))
+            result = learner.evaluate_episodes(xv, yv, ways=self.ways, shots=self.shots, queries=queries, episodes=100, seed=1)
+            trial = {"trial": i, "learner": name, "architecture": name, "score": result["accuracy"],
+                     "ci95": result["ci95"], "seconds": time.time() - t0}
+            self.trials_.append(trial)
+            if best is None or trial["score"] > best[0]["score"]:
+                best = (trial, learner)
+            self._progress(trial, best[0]["score"], i + 1)
+        self.trials_.sort(key=lambda t: -t["score"])
+        self.best_learner_ = self.best_architecture_ = best[0]["learner"]
+        self.best_score_ = best[0]["score"]
+        self.model_ = best[1]
+
+    def _fit_similarity(self, x, y, validation_split):
+        from tfmeta.automodel.fewshot_candidates import train_siamese
+        from tfmeta.data import PairSampler
+
+        train_cls, val_cls = self._split_classes(y, validation_split) if len(self.classes_) >= 4 else (np.arange(len(self.classes_)),) * 2
+        xt, yt = self._subset(x, y, train_cls)
+        xv, yv = self._subset(x, y, val_cls)
+        t0 = time.time()
+        self.model_ = train_siamese(self.preprocessing_, xt, yt, self.ways, self.shots, self.epochs * self.steps_per_epoch, self.seed or 0)
+        (a, b), same = PairSampler(xv, yv, seed=1).sample(512)
+        score = float(np.mean((self.model_.similarity(a, b) > 0.5) == (same > 0.5)))
+        self.trials_ = [{"trial": 0, "learner": "siamese", "architecture": "siamese", "score": score, "seconds": time.time() - t0}]
+        self.best_learner_ = self.best_architecture_ = "siamese"
+        self.best_score_ = score
+
+    # ----------------------------------------------------------------- predict
+    def _check_x(self, x, name="x"):
+        x, _ = inputs_lib.to_arrays(x)
+        return inputs_lib.check_features(x, name, self.input_shape_)
+
+    def predict_proba(self, x, support=None) -> np.ndarray:
+        """Class probabilities `[N, C]` (classification) or `[Q, N]` for a support set."""
+        self._check_fitted()
+        if self.task == "few_shot":
+            return self._few_shot_proba(x, support)
+        if self.task != "classification":
+            raise ValueError(f"`predict_proba` is for task='classification' or 'few_shot'; this AutoModel has task={self.task!r}.")
+        return self.model_.predict(self._check_x(x), verbose=0, batch_size=256)
+
+    def _few_shot_proba(self, query_x, support):
+        if support is None or len(support) != 2:
+            raise ValueError("`support` must be `(support_x, support_y)` for task='few_shot'.")
+        sx, sy = np.asarray(support[0]), np.asarray(support[1])
+        inputs_lib.check_features(sx, "support_x", self.input_shape_)
+        qx = self._check_x(query_x, "query_x")
+        sx, sy, qx, _ = check_support_set(sx, sy, qx)
+        return self.model_.predict_few_shot(sx, sy, qx)
+
+    def predict(self, x, support=None) -> np.ndarray:
+        """Class labels (classification), values (regression), class ids 0..N-1 of a support
+        set (few_shot: pass `support=(support_x, support_y)`), or same-class probabilities of
+        pairs `x=(x1, x2)` (similarity)."""
+        self._check_fitted()
+        if self.task == "similarity":
+            if not (isinstance(x, (tuple, list)) and len(x) == 2):
+                raise ValueError("`x` must be a pair `(x1, x2)` of example arrays for task='similarity'.")
+            x1, x2 = self._check_x(x[0], "x[0]"), self._check_x(x[1], "x[1]")
+            if len(x1) != len(x2):
+                raise ValueError(f"`x[0]` and `x[1]` must have the same length; received {len(x1)} and {len(x2)}.")
+            return self.model_.similarity(x1.astype(np.float32), x2.astype(np.float32))
+        if self.task == "few_shot":
+            return self._few_shot_proba(x, support).argmax(-1)
+        if self.task == "classification":
+            return self.classes_[self.predict_proba(x).argmax(-1)]
+        out = self.model_.predict(self._check_x(x), verbose=0, batch_size=256)
+        return out[:, 0] if out.shape[-1] == 1 else out
+
+    def evaluate(self, x, y=None, episodes: int = 200) -> dict:
+        """Test metrics: accuracy (classification), mse/mae/r2 (regression), episode accuracy with
+        95% CI on new classes (few_shot), pair accuracy (similarity)."""
+        self._check_fitted()
+        x, y = inputs_lib.to_arrays(x, y)
+        inputs_lib.check_features(x, "x", self.input_shape_)
+        y = inputs_lib.check_targets(x, y, self.task)
+        if self.task == "classification":
+            return {"accuracy": float(np.mean(self.predict(x) == y))}
+        if self.task == "regression":
+            pred = self.predict(x)
+            err = pred - y
+            return {"mse": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err))),
+                    "r2": float(1 - np.sum(err**2) / max(np.sum((y - y.mean()) ** 2), 1e-12))}
+        y_index = np.unique(y, return_inverse=True)[1]
+        if self.task == "few_shot":
+            queries = max(1, min(5, int(np.bincount(y_index).min()) - self.shots))
+            r = self.model_.evaluate_episodes(x, y_index, ways=min(self.ways, len(np.unique(y_index))), shots=self.shots, queries=queries, episodes=episodes)
+            return {"accuracy": r["accuracy"], "ci95": r["ci95"], "episodes": r["episodes"]}
+        from tfmeta.data import PairSampler
+
+        (a, b), same = PairSampler(x, y_index, seed=1).sample(1024)
+        return {"pair_accuracy": float(np.mean((self.predict((a, b)) > 0.5) == (same > 0.5)))}
+
+    def score(self, x, y=None) -> float:
+        """Accuracy (classification, few_shot), R^2 (regression) or pair accuracy (similarity)."""
+        metrics = self.evaluate(x, y)
+        return metrics.get("accuracy", metrics.get("r2", metrics.get("pair_accuracy")))
+
+    def leaderboard(self) -> list[dict]:
+        """Every trial, best first: trial, architecture or learner, score, seconds."""
+        self._check_fitted()
+        return [dict(t) for t in self.trials_]
+
+    # ------------------------------------------------------------------ export
+    def export(self, path: str, version: int | None = None) -> str:
+        """Writes `path/<next version>/` with `serving_default` taking raw inputs (and
+        `few_shot` for few-shot tasks) plus `tfmeta.json`; returns the version directory."""
+        self._check_fitted()
+        meta = {
+            "task": self.task,
+            "learner": self.best_learner_,
+            "architecture": self.best_architecture_,
+            "input_spec": self.preprocessing_.get_config(),
+            "class_names": None if not hasattr(self, "classes_") or self.task != "classification" else self.classes_.tolist(),
+            "metrics": {"validation_score": self.best_score_},
+            "leaderboard": self.trials_,
+        }
+        if self.task in ("few_shot", "similarity"):
+            return self.model_.export(path, metadata=meta, version=version)
+        model = self.model_
+        pre = self.preprocessing_
+        spec = [tf.TensorSpec((None, *pre.raw_shape), tf.as_dtype(pre.raw_dtype), name="x")]
+        if self.task == "classification":
+            names = tf.constant(self.classes_)
+
+            def serve(x):
+                probs = model(x, training=False)
+                return {"probabilities": probs, "classes": tf.gather(names, tf.argmax(probs, axis=-1))}
+        else:
+            def serve(x):
+                out = model(x, training=False)
+                return {"values": out[:, 0] if out.shape[-1] == 1 else out}
+
+        return export_lib.export_endpoints(path, model, {"serving_default": (serve, spec)}, meta, version=version)
