@@ -189,7 +189,7 @@ class AutoModel(BaseEstimator):
         from tfmeta.nas.space import DenseSpace, MicroCellSpace
 
         if self.task_kind_ == "image":
-            return MicroCellSpace(num_nodes=2, ops=("sep_conv_3x3", "sep_conv_5x5", "max_pool_3x3", "avg_pool_3x3", "identity"))
+            return MicroCellSpace(num_nodes=3)
         return DenseSpace(num_layers=3, units=(0, 64, 128, 256), dropout=(0.0, 0.25))
 
     def _build_core(self, space, arch, outputs, classification):
@@ -210,56 +210,67 @@ class AutoModel(BaseEstimator):
         )
         return model
 
-    def _train_once(self, space, arch, x, y, xv, yv, outputs, classification, epochs=None):
-        model = self._compile(self.preprocessing_.wrap(self._build_core(space, arch, outputs, classification)), classification)
-        monitor = "val_accuracy" if classification else "val_loss"
-        stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="max" if classification else "min",
-                                             patience=self.patience, restore_best_weights=True)
-        history = model.fit(x, y, validation_data=(xv, yv), epochs=epochs or self.epochs, batch_size=self.batch_size,
-                            callbacks=[stop], verbose=0)
-        values = history.history[monitor]
-        best_epoch = int(np.argmax(values) if classification else np.argmin(values))
-        score = float(values[best_epoch]) if classification else -float(values[best_epoch])
-        return model, score, best_epoch + 1
-
     def _fit_supervised(self, x, y, validation_split, validation_data, classification):
         from tfmeta.nas.search import ArchitectureSearch
 
         x_tr, y_tr, xv, yv = self._split(x, y, validation_split, validation_data, classification)
         outputs = len(self.classes_) if classification else (1 if y.ndim == 1 else int(y.shape[1]))
         space = self._space()
-        trained: dict[str, tuple[keras.Model, int]] = {}
-
-        def objective(arch, trial_id):
-            model, score, epochs = self._train_once(space, arch, x_tr, y_tr, xv, yv, outputs, classification)
-            trained[str(arch)] = (model, epochs)
-            return score, {"epochs": epochs}
-
+        monitor = "val_accuracy" if classification else "val_loss"
         search = ArchitectureSearch(
-            space, objective, strategy=self.strategy, max_trials=self.max_trials, max_time=self.max_time,
+            space,
+            build_model=lambda arch: self._compile(
+                self.preprocessing_.wrap(self._build_core(space, arch, outputs, classification)), classification
+            ),
+            strategy=self.strategy, objective=monitor, max_trials=self.max_trials, max_time=self.max_time,
             directory=self.directory, project_name=self.project_name, overwrite=self.overwrite, seed=self.seed,
-            on_trial_end=self._progress,
         )
-        search.run()
-        self.trials_ = search.trials()
-        if not self.trials_:
-            raise RuntimeError("The search finished no trial (is `max_time` too small?).")
-        best = self.trials_[0]
-        self.best_architecture_ = best["architecture"]
-        self.best_score_ = best["score"]
-        arch = space.from_string(best["architecture"]) if hasattr(space, "from_string") else best["arch_obj"]
-        key = str(arch)
-        if key in trained:
-            self.model_ = trained[key][0]
-        else:  # finished in an earlier, interrupted run: retrain it
-            self.model_, _, _ = self._train_once(space, arch, x_tr, y_tr, xv, yv, outputs, classification)
-        self.best_learner_ = f"nas:{space.name}"
+        self._report_trials(search, classification)
+        stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True)
+        search.search(x_tr, y_tr, validation_data=(xv, yv), epochs=self.epochs, batch_size=self.batch_size,
+                      callbacks=[stop], verbose=0)
+        completed = search.completed()
+        if not completed:
+            raise RuntimeError("The search finished no trial: raise `max_time` or `max_trials`.")
+        sign = 1.0 if classification else -1.0
+        seconds = getattr(self, "_trial_seconds", {})
+        self.trials_ = sorted(
+            ({"trial": r["trial_id"], "architecture": r["arch"], "score": sign * float(r["score"]),
+              "seconds": seconds.get(r["trial_id"])} for r in completed),
+            key=lambda t: -t["score"],
+        )
+        self.best_architecture_ = search.best_trial()["arch"]
+        self.best_score_ = self.trials_[0]["score"]
+        self.best_learner_ = f"nas/{space.name}"
+        self.model_ = search.best_model()
+        self.search_ = search.summary()
 
     def _progress(self, trial: dict, best_score: float, n_done: int) -> None:
         self._log(
             f"[trial {n_done}/{self.max_trials}] {trial['architecture']}  score={trial['score']:.4f}  "
             f"best={best_score:.4f}  elapsed={time.time() - self._start:.0f}s"
         )
+
+    def _report_trials(self, search, classification) -> None:
+        """Prints one progress line per finished trial (trial, architecture, score, best, elapsed)."""
+        tuner = search.tuner
+        original = tuner.on_trial_end
+        sign = 1.0 if classification else -1.0
+        self._trial_seconds = {}
+        last = [time.time()]
+
+        def on_trial_end(trial):
+            original(trial)
+            now = time.time()
+            self._trial_seconds[trial.trial_id] = now - last[0]
+            last[0] = now
+            done = [r for r in search.completed()]
+            best = max(sign * float(r["score"]) for r in done) if done else float("nan")
+            arch = search.space.from_hp_values(trial.hyperparameters.values)
+            score = sign * float(trial.score) if trial.score is not None else float("nan")
+            self._progress({"architecture": str(arch), "score": score}, best, len(done))
+
+        tuner.on_trial_end = on_trial_end
 
     # ---------------------------------------------------------------- few-shot
     def _split_classes(self, y, validation_split):
@@ -306,19 +317,22 @@ class AutoModel(BaseEstimator):
         self.model_ = best[1]
 
     def _fit_similarity(self, x, y, validation_split):
+        from sklearn.model_selection import train_test_split
+
         from tfmeta.automodel.fewshot_candidates import train_siamese
         from tfmeta.data import PairSampler
 
-        train_cls, val_cls = self._split_classes(y, validation_split) if len(self.classes_) >= 4 else (np.arange(len(self.classes_)),) * 2
-        xt, yt = self._subset(x, y, train_cls)
-        xv, yv = self._subset(x, y, val_cls)
+        stratify = y if np.bincount(y).min() >= 2 else None
+        xt, xv, yt, yv = train_test_split(x, y, test_size=validation_split, random_state=self.seed or 0, stratify=stratify)
         t0 = time.time()
-        self.model_ = train_siamese(self.preprocessing_, xt, yt, self.ways, self.shots, self.epochs * self.steps_per_epoch, self.seed or 0)
+        steps = self.epochs * self.steps_per_epoch
+        self.model_ = train_siamese(self.preprocessing_, xt, yt, self.ways, self.shots, steps, self.seed or 0)
         (a, b), same = PairSampler(xv, yv, seed=1).sample(512)
         score = float(np.mean((self.model_.similarity(a, b) > 0.5) == (same > 0.5)))
         self.trials_ = [{"trial": 0, "learner": "siamese", "architecture": "siamese", "score": score, "seconds": time.time() - t0}]
         self.best_learner_ = self.best_architecture_ = "siamese"
         self.best_score_ = score
+        self._progress(self.trials_[0], score, 1)
 
     # ----------------------------------------------------------------- predict
     def _check_x(self, x, name="x"):

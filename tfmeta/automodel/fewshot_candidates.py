@@ -44,7 +44,7 @@ def train_siamese(pre, x, y, ways, shots, steps, seed, verbose=0):
     from tfmeta.metric.siamese import SiameseNetwork
 
     model = SiameseNetwork(encoder=encoder_for(pre), input_shape=pre.raw_shape)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(PairSampler(x, y, seed=seed).dataset(batch_size=64), steps_per_epoch=steps, epochs=1, verbose=verbose)
     return model
 

@@ -1,0 +1,101 @@
+"""tfmeta.AutoModel against autokeras.ImageClassifier on scikit-learn's digits, side by side.
+
+Same split (75/25, stratified, seed 0), same `max_trials` and epochs per trial. Prints JSON with
+each one's test accuracy and wall time.
+
+Usage:
+    python benchmarks/automodel_vs_autokeras.py --max-trials 3 --epochs 10 [--skip-autokeras]
+
+AutoKeras 3.0.0 needs two workarounds under Keras 3.15, applied here and reported in the JSON:
+its classification head passes a numpy integer as `Dense(units=...)` (we cast `units` to int),
+and it imports `tensorboard` (install it: `pip install tensorboard`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def run_tfmeta(data, max_trials, epochs, seed, workdir, strategy):
+    import tfmeta
+
+    x_train, x_test, y_train, y_test = data
+    start = time.time()
+    am = tfmeta.AutoModel(task="classification", max_trials=max_trials, epochs=epochs, seed=seed,
+                          strategy=strategy, directory=workdir, project_name="tfmeta", overwrite=True, verbose=1)
+    am.fit(x_train, y_train)
+    fit_s = time.time() - start
+    acc = float(am.score(x_test, y_test))
+    return {"test_accuracy": acc, "wall_time_s": fit_s, "best_architecture": am.best_architecture_,
+            "leaderboard": am.leaderboard()}
+
+
+def _patch_autokeras_dense():
+    import keras
+
+    original = keras.layers.Dense.__init__
+    if getattr(original, "_tfmeta_patched", False):
+        return
+
+    def init(self, units, *args, **kwargs):
+        original(self, int(units), *args, **kwargs)
+
+    init._tfmeta_patched = True
+    keras.layers.Dense.__init__ = init
+
+
+def run_autokeras(data, max_trials, epochs, seed, workdir):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError as e:
+        raise SystemExit("autokeras needs tensorboard: pip install tensorboard") from e
+    import autokeras as ak
+
+    _patch_autokeras_dense()
+    x_train, x_test, y_train, y_test = data
+    start = time.time()
+    clf = ak.ImageClassifier(max_trials=max_trials, overwrite=True, seed=seed, directory=workdir,
+                             project_name="autokeras")
+    clf.fit(x_train[..., None], y_train, epochs=epochs, validation_split=0.2, verbose=0)
+    fit_s = time.time() - start
+    pred = np.asarray(clf.predict(x_test[..., None], verbose=0)).reshape(-1).astype(int)
+    return {"test_accuracy": float(np.mean(pred == y_test)), "wall_time_s": fit_s,
+            "workarounds": ["Dense(units=int(units)) patch", "tensorboard installed"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-trials", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", default="controller")
+    parser.add_argument("--skip-autokeras", action="store_true")
+    args = parser.parse_args()
+
+    from tfmeta.quickstart import load_digits_split
+
+    data = load_digits_split(args.seed)
+    workdir = tempfile.mkdtemp(prefix="tfmeta_vs_ak_")
+    result = {"dataset": "sklearn digits 8x8, 1347 train / 450 test", "max_trials": args.max_trials,
+              "epochs": args.epochs, "cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
+    try:
+        result["tfmeta"] = run_tfmeta(data, args.max_trials, args.epochs, args.seed, workdir, args.strategy)
+        if not args.skip_autokeras:
+            result["autokeras"] = run_autokeras(data, args.max_trials, args.epochs, args.seed, workdir)
+            result["speedup"] = result["autokeras"]["wall_time_s"] / result["tfmeta"]["wall_time_s"]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
