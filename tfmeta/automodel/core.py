@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Any
 
 import keras
@@ -207,6 +208,8 @@ class AutoModel(BaseEstimator):
             optimizer=keras.optimizers.Adam(1e-3),
             loss="sparse_categorical_crossentropy" if classification else "mse",
             metrics=["accuracy"] if classification else ["mae"],
+            # XLA compilation of a freshly built child costs more than a short training saves.
+            jit_compile=False,
         )
         return model
 
@@ -242,12 +245,19 @@ class AutoModel(BaseEstimator):
         self.best_architecture_ = search.best_trial()["arch"]
         self.best_score_ = self.trials_[0]["score"]
         self.best_learner_ = f"nas/{space.name}"
-        self.model_ = search.best_model()
+        with warnings.catch_warnings():  # KerasTuner checkpoints hold optimizer slots we do not need
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            self.model_ = search.best_model()
         self.search_ = search.summary()
 
     def _progress(self, trial: dict, best_score: float, n_done: int) -> None:
+        total = self.max_trials
+        if self.task == "few_shot":
+            total = min(total, len(self.learners))
+        elif self.task == "similarity":
+            total = 1
         self._log(
-            f"[trial {n_done}/{self.max_trials}] {trial['architecture']}  score={trial['score']:.4f}  "
+            f"[trial {n_done}/{total}] {trial['architecture']}  score={trial['score']:.4f}  "
             f"best={best_score:.4f}  elapsed={time.time() - self._start:.0f}s"
         )
 

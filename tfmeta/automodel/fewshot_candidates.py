@@ -34,7 +34,7 @@ def train_protonet(pre, x, y, ways, shots, steps, seed, verbose=0):
     from tfmeta.metric.protonet import PrototypicalNetwork
 
     model = PrototypicalNetwork(encoder=encoder_for(pre))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     queries = _max_queries(y, shots, 5)
     model.fit(_episodes(x, y, ways, shots, queries, seed), steps_per_epoch=steps, epochs=1, verbose=verbose)
     return model
@@ -44,7 +44,7 @@ def train_siamese(pre, x, y, ways, shots, steps, seed, verbose=0):
     from tfmeta.metric.siamese import SiameseNetwork
 
     model = SiameseNetwork(encoder=encoder_for(pre), input_shape=pre.raw_shape)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)
     model.fit(PairSampler(x, y, seed=seed).dataset(batch_size=64), steps_per_epoch=steps, epochs=1, verbose=verbose)
     return model
 
@@ -56,7 +56,7 @@ def train_maml(pre, x, y, ways, shots, steps, seed, verbose=0):
     inputs = keras.Input(pre.raw_shape, dtype=pre.raw_dtype)
     net = keras.Model(inputs, keras.layers.Dense(ways, name="head")(body(inputs)))
     model = MAML(net, inner_lr=0.4, inner_steps=1, order=1, ways=ways)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     queries = _max_queries(y, shots, 5)
     model.fit(_episodes(x, y, ways, shots, queries, seed, meta_batch=4), steps_per_epoch=max(1, steps // 4), epochs=1, verbose=verbose)
     return model

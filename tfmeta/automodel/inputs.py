@@ -26,16 +26,20 @@ def dataset_to_arrays(dataset) -> tuple[np.ndarray, np.ndarray | None]:
     return np.concatenate(xs), (np.concatenate(ys) if ys else None)
 
 
-def read_image_folder(path: str, image_size: tuple[int, int] | None = None, color_mode: str = "rgb"):
+def read_image_folder(path: str, image_size: tuple[int, int] | None = None, color_mode: str | None = None):
     """Reads a `keras.utils.image_dataset_from_directory` folder (one sub-folder per class).
+
+    The image size and colour mode default to those of the first image (grayscale images
+    give one channel, RGBA four, anything else RGB).
 
     Returns:
         `(x float32 [N, H, W, C], y str [N])`, class names from the sub-folder names.
     """
     import keras
 
-    if image_size is None:
-        image_size = _first_image_size(path)
+    first_size, first_mode = _first_image_info(path)
+    image_size = image_size or first_size
+    color_mode = color_mode or {"L": "grayscale", "1": "grayscale", "RGBA": "rgba"}.get(first_mode, "rgb")
     ds = keras.utils.image_dataset_from_directory(
         path, labels="inferred", label_mode="int", image_size=image_size, batch_size=256,
         shuffle=False, color_mode=color_mode, verbose=False,
@@ -45,14 +49,14 @@ def read_image_folder(path: str, image_size: tuple[int, int] | None = None, colo
     return x.astype(np.float32), names[y]
 
 
-def _first_image_size(path: str) -> tuple[int, int]:
+def _first_image_info(path: str) -> tuple[tuple[int, int], str]:
     from PIL import Image
 
     for root, _, files in sorted(os.walk(path)):
         for f in sorted(files):
             if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
                 with Image.open(os.path.join(root, f)) as img:
-                    return img.size[1], img.size[0]
+                    return (img.size[1], img.size[0]), img.mode
     raise ValueError(f"`x` folder {path!r} holds no images (.png, .jpg, .jpeg, .bmp, .gif).")
 
 
