@@ -96,7 +96,10 @@ class EpisodeSampler:
 
     def _images(self) -> tf.Tensor:
         if self._x_tensor is None:
-            self._x_tensor = tf.constant(self.x)
+            # Created eagerly (not inside the first traced map function), so the
+            # cached tensor can be captured by later `dataset()` and `sample()` calls.
+            with tf.init_scope():
+                self._x_tensor = tf.constant(self.x)
         return self._x_tensor
 
     def _sample_indices(self, seed):

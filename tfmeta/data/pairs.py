@@ -56,7 +56,10 @@ class PairSampler:
 
     def _images(self):
         if self._x_tensor is None:
-            self._x_tensor = tf.constant(self.x)
+            # Created eagerly (not inside the first traced map function), so the
+            # cached tensor can be captured by later `dataset()` and `sample()` calls.
+            with tf.init_scope():
+                self._x_tensor = tf.constant(self.x)
         return self._x_tensor
 
     def _pairs(self, seed, batch_size: int):

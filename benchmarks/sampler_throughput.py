@@ -1,0 +1,132 @@
+"""Are the samplers a bottleneck? Sampler throughput vs. Siamese training throughput.
+
+Measures, on Omniglot-sized data (28x28x1 images, 712 classes x 20 drawings, like the
+rotated background-minus-held-out training set; random pixels, since only speed matters):
+
+- `episodes_per_s`: `EpisodeSampler` 5-way 1-shot 15-query episodes per second from the
+  tf.data pipeline alone, at meta-batch 32 and meta-batch 1 (and 20-way 1-shot 5-query, the
+  recipe's training episodes);
+- `pairs_per_s`: `PairSampler` pairs per second (batches of 128) alone;
+- `siamese_train`: `SiameseNetwork` (conv4, Koch L1) `train_on_batch` steps per second and
+  pairs per second on pair batches of 128, and steps/s on 20-way 1-shot 5-query episodes
+  (the recipe's training input), fed from already-materialised batches, so it measures the
+  model alone.
+
+The samplers are not the bottleneck when their rates are far above the model's rates.
+
+Usage:
+
+    python benchmarks/sampler_throughput.py [--seconds 5] [--quick]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def omniglot_sized(classes: int = 712, per_class: int = 20, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((classes * per_class, 28, 28, 1)) < 0.08).astype(np.float32)
+    y = np.repeat(np.arange(classes), per_class).astype(np.int64)
+    return x, y
+
+
+def rate(iterator, seconds: float, warmup: int = 3) -> tuple[float, int]:
+    """Elements per second pulled from `iterator` during `seconds` (after a warm-up)."""
+    for _ in range(warmup):
+        next(iterator)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        next(iterator)
+        n += 1
+    return n / (time.perf_counter() - start), n
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
+    p.add_argument("--quick", action="store_true", help="1 s per measurement")
+    args = p.parse_args(argv)
+    seconds = 1.0 if args.quick else args.seconds
+
+    import keras
+    import tensorflow as tf
+
+    import tfmeta
+    from tfmeta.data import EpisodeSampler, PairSampler
+
+    keras.utils.set_random_seed(0)
+    x, y = omniglot_sized()
+    result: dict = {
+        "data": {"images": int(len(x)), "classes": 712, "shape": [28, 28, 1]},
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "seconds_per_measurement": seconds,
+    }
+
+    episodes = EpisodeSampler(x, y, ways=5, shots=1, queries=15, seed=0)
+    result["episodes_per_s"] = {}
+    for meta_batch in (32, 1):
+        it = iter(episodes.dataset(meta_batch=meta_batch))
+        batches_per_s, _ = rate(it, seconds)
+        result["episodes_per_s"][f"5way1shot15q_meta_batch_{meta_batch}"] = round(
+            batches_per_s * meta_batch, 1
+        )
+
+    ep20 = EpisodeSampler(x, y, ways=20, shots=1, queries=5, seed=0)
+    batches_per_s, _ = rate(iter(ep20.dataset(meta_batch=1)), seconds)
+    result["episodes_per_s"]["20way1shot5q_meta_batch_1"] = round(batches_per_s, 1)
+
+    pairs = PairSampler(x, y, seed=0)
+    batches_per_s, _ = rate(iter(pairs.dataset(batch_size=128)), seconds)
+    result["pairs_per_s"] = {"batch_128": round(batches_per_s * 128, 1)}
+
+    model = tfmeta.SiameseNetwork(input_shape=(28, 28, 1), objective="koch", distance="l1")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    pair_batches = [b for b in pairs.dataset(batch_size=128, batches=4)]
+    episode_batches = [b for b in ep20.dataset(meta_batch=1, episodes=4)]
+
+    def step_rate(batches):
+        cycle = (batches[i % len(batches)] for i in range(10**9))
+
+        def steps():
+            while True:
+                xb, yb = next(cycle)
+                model.train_on_batch(xb, yb)
+                yield None
+
+        return rate(steps(), seconds, warmup=3)[0]
+
+    pair_steps = step_rate(pair_batches)
+    episode_steps = step_rate(episode_batches)
+    result["siamese_train"] = {
+        "pairs_batch_128_steps_per_s": round(pair_steps, 2),
+        "pairs_per_s": round(pair_steps * 128, 1),
+        "episodes_20way1shot5q_steps_per_s": round(episode_steps, 2),
+        "episode_pairs_per_s": round(episode_steps * 100 * 20, 1),
+        "episode_images_per_s": round(episode_steps * 120, 1),
+    }
+    result["sampler_over_model"] = {
+        "pairs": round(result["pairs_per_s"]["batch_128"] / max(pair_steps * 128, 1e-9), 1),
+        "episodes_20way1shot5q": round(
+            result["episodes_per_s"]["20way1shot5q_meta_batch_1"] / max(episode_steps, 1e-9), 1
+        ),
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

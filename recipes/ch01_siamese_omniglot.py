@@ -1,0 +1,303 @@
+"""Chapter 1: a Siamese network for one-shot Omniglot (Koch et al. 2015), held-out alphabets.
+
+Trains `tfmeta.SiameseNetwork` on the Omniglot background sets (`small1` + `small2`, 8
+alphabets, 242 characters) with whole alphabets held out (`DEFAULT_HELD_OUT_ALPHABETS`:
+Balinese and Korean, 64 characters never seen in training). Training uses the other 178
+characters plus their 90/180/270-degree rotations as extra classes (712 classes) and small
+random affine distortions. Then it:
+
+1. builds 20-way one-shot runs in Lake's format from the held-out alphabets
+   (`tfmeta.data.oneshot_runs.make_oneshot_runs`, every run within one alphabet),
+2. exports the model to `saved_models/omniglot_siamese/<version>/` (`serving_default` = pair
+   similarity, `few_shot` = class probabilities),
+3. scores the *exported* SavedModel on the runs with `tfmeta.oneshot.evaluate_saved_model`
+   (the same routine as `tfmeta oneshot-eval`) and checks it matches the in-process Keras model,
+4. plots a few held-out pairs with their similarity to `recipe_outputs/`.
+
+Usage:
+
+    python recipes/ch01_siamese_omniglot.py                  # full run (25 min training)
+    python recipes/ch01_siamese_omniglot.py --quick          # smoke run, < 1 minute
+    python recipes/ch01_siamese_omniglot.py --objective koch --distance l1
+
+Measured (2 shared CPU cores, 25 min of training, 40 held-out runs = 800 trials, Balinese and
+Korean held out; each run is 20 characters of ONE alphabet, as in Lake's runs):
+
+    --objective contrastive --distance euclidean (default): 4272 steps, 60.3% (error 39.8%)
+    --objective koch --distance l1:                          3346 steps, 53.9% (error 46.1%)
+
+This is below the 80% target (Koch et al. report 92% with the full 30-alphabet background
+set, 105x105 images and far more compute).
+
+The data is read from `$TFMETA_DATA_DIR` (default `../shared/data`), or tensorflow-datasets.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+RECIPE = "ch01_siamese_omniglot"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run (< 1 minute), for CI")
+    # Default = the better of the two objectives in our full runs (see the module docstring).
+    p.add_argument("--objective", default="contrastive", choices=["koch", "contrastive"])
+    p.add_argument("--distance", default="euclidean", choices=["l1", "euclidean", "cosine"])
+    p.add_argument("--margin", type=float, default=1.0, help="contrastive margin")
+    p.add_argument(
+        "--train-on",
+        default="episodes",
+        choices=["episodes", "pairs"],
+        help="episodes: all query/support pairs of 20-way episodes (balanced); "
+        "pairs: PairSampler batches",
+    )
+    p.add_argument("--batch-size", type=int, default=128, help="pairs per batch (--train-on pairs)")
+    p.add_argument("--ways", type=int, default=20, help="classes per training episode")
+    p.add_argument("--queries", type=int, default=5, help="queries per class per training episode")
+    p.add_argument("--filters", type=int, default=64, help="conv4 filters")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=20000, help="max training steps")
+    p.add_argument("--minutes", type=float, default=25.0, help="training time budget")
+    p.add_argument("--no-augment", action="store_true", help="disable affine distortions")
+    p.add_argument("--runs", type=int, default=40, help="number of 20-way one-shot runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="Omniglot folder (default $TFMETA_DATA_DIR)")
+    p.add_argument("--export-dir", default="saved_models/omniglot_siamese")
+    p.add_argument("--out-dir", default="recipe_outputs")
+    p.add_argument("--runs-dir", default=None, help="where to write the runs (default runs/)")
+    return p.parse_args(argv)
+
+
+def random_affine(images, max_shift=2.0, max_rotation=0.15, max_shear=0.15, max_scale=0.1):
+    """Small random affine distortions (Koch et al. 2015) of a batch `[B, H, W, C]`.
+
+    Rotation and shear in radians, shift in pixels, scale as a relative change.
+    """
+    import tensorflow as tf
+
+    b = tf.shape(images)[0]
+    size = tf.cast(tf.shape(images)[1:3], tf.float32)
+    cy, cx = (size[0] - 1.0) / 2.0, (size[1] - 1.0) / 2.0
+    rot = tf.random.uniform([b], -max_rotation, max_rotation)
+    shear = tf.random.uniform([b], -max_shear, max_shear)
+    scale = tf.random.uniform([b], 1.0 - max_scale, 1.0 + max_scale)
+    tx = tf.random.uniform([b], -max_shift, max_shift)
+    ty = tf.random.uniform([b], -max_shift, max_shift)
+    # Output pixel (x, y) samples input M @ ((x, y) - c) + c + t.
+    a0, a1 = tf.cos(rot) / scale, -tf.sin(rot + shear) / scale
+    b0, b1 = tf.sin(rot) / scale, tf.cos(rot + shear) / scale
+    t0 = cx - a0 * cx - a1 * cy + tx
+    t1 = cy - b0 * cx - b1 * cy + ty
+    zeros = tf.zeros([b])
+    transforms = tf.stack([a0, a1, t0, b0, b1, t1, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+def training_dataset(train, args):
+    """Pair batches or episodes over the training classes, with optional distortions."""
+    import tensorflow as tf
+
+    from tfmeta.data import EpisodeSampler, PairSampler
+
+    augment = not args.no_augment
+    if args.train_on == "pairs":
+        ds = PairSampler(train.x, train.y, seed=args.seed).dataset(args.batch_size)
+        if augment:
+            ds = ds.map(
+                lambda x, s: ((random_affine(x[0]), random_affine(x[1])), s),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return ds
+    sampler = EpisodeSampler(
+        train.x, train.y, ways=args.ways, shots=1, queries=args.queries, seed=args.seed
+    )
+    ds = sampler.dataset(meta_batch=1)
+    if augment:
+        ds = ds.map(
+            lambda x, qy: (
+                (random_affine(x[0][0])[None], x[1], random_affine(x[2][0])[None]),
+                qy,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds
+
+
+class TimeBudget:
+    """Keras callback factory: stops training after `seconds` of wall time."""
+
+    def __new__(cls, seconds: float):
+        import keras
+
+        class _TimeBudget(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.start = time.time()
+                self.steps = 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.steps += 1
+                if time.time() - self.start > seconds:
+                    self.model.stop_training = True
+
+        return _TimeBudget()
+
+
+def plot_pairs(model, x, y, path, n=8, seed=0):
+    """Plots `n` held-out pairs (half same, half different) titled with their similarity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfmeta.data import PairSampler
+
+    (x1, x2), same = PairSampler(x, y, seed=seed).sample(n, seed=seed)
+    sim = model.similarity(x1, x2)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6))
+    for i in range(n):
+        axes[0, i].imshow(1.0 - x1[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[1, i].imshow(1.0 - x2[i, ..., 0], cmap="gray", vmin=0, vmax=1)
+        axes[0, i].set_title(f"{'same' if same[i] else 'diff'}\nsim={sim[i]:.2f}", fontsize=8)
+        for ax in axes[:, i]:
+            ax.axis("off")
+    fig.suptitle("Held-out Omniglot pairs: Siamese similarity")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def in_process_runs_accuracy(model, runs) -> float:
+    correct = trials = 0
+    for ep in runs:
+        probs = model.predict_few_shot(ep.support_x, ep.support_y, ep.query_x)
+        correct += int(np.sum(probs.argmax(-1) == ep.query_y))
+        trials += len(ep.query_y)
+    return correct / trials
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.quick:
+        args.steps, args.minutes, args.runs = min(args.steps, 15), 0.5, 2
+        args.filters = min(args.filters, 32)
+        args.ways, args.queries = min(args.ways, 10), min(args.queries, 2)
+        args.batch_size = min(args.batch_size, 32)
+    t_start = time.time()
+
+    import keras
+
+    import tfmeta
+    from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot
+    from tfmeta.data.oneshot_runs import load_oneshot_runs, make_oneshot_runs
+    from tfmeta.oneshot import evaluate_saved_model
+
+    keras.utils.set_random_seed(args.seed)
+    data = load_omniglot(("small1", "small2"), image_size=28, data_dir=args.data_dir)
+    train, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
+    train_chars = train.num_classes
+    train = train.with_rotations()
+    print(
+        f"[{RECIPE}] train: {train_chars} characters x 4 rotations = {train.num_classes} classes "
+        f"({len(train.y)} images); held out: {sorted(set(test.alphabets))} "
+        f"({test.num_classes} characters)",
+        flush=True,
+    )
+
+    encoder = tfmeta.backbones.conv4((28, 28, 1), filters=args.filters)
+    model = tfmeta.SiameseNetwork(
+        encoder, objective=args.objective, distance=args.distance, margin=args.margin
+    )
+    model.compile(optimizer=keras.optimizers.Adam(args.lr))
+    budget = TimeBudget(args.minutes * 60.0)
+    steps_per_epoch = min(200, args.steps)
+    epochs = max(1, math.ceil(args.steps / steps_per_epoch))
+    t0 = time.time()
+    history = model.fit(
+        training_dataset(train, args),
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        callbacks=[budget],
+        verbose=2,
+    )
+    train_seconds = time.time() - t0
+
+    runs_dir = args.runs_dir or os.path.join("runs", f"omniglot_heldout_{args.runs}runs_seed{args.seed}")
+    if not os.path.exists(os.path.join(runs_dir, "run01", "class_labels.txt")):
+        make_oneshot_runs(
+            runs_dir,
+            alphabets=DEFAULT_HELD_OUT_ALPHABETS,
+            n_runs=args.runs,
+            ways=20,
+            seed=args.seed,
+            data_dir=args.data_dir,
+        )
+    runs = load_oneshot_runs(runs_dir, image_size=28)
+    keras_accuracy = in_process_runs_accuracy(model, runs)
+
+    export_path = model.export(
+        args.export_dir,
+        metadata={
+            "class_names": None,
+            "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),
+            "metrics": {"oneshot20_accuracy_keras": keras_accuracy},
+        },
+    )
+    scored = evaluate_saved_model(export_path, runs_dir)
+    plot_path = plot_pairs(model, test.x, test.y, os.path.join(args.out_dir, f"{RECIPE}_pairs.png"))
+
+    result = {
+        "recipe": RECIPE,
+        "quick": bool(args.quick),
+        "objective": args.objective,
+        "distance": args.distance,
+        "train_on": args.train_on,
+        "filters": args.filters,
+        "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),
+        "train_classes": int(train.num_classes),
+        "held_out_characters": int(test.num_classes),
+        "train_steps": int(budget.steps),
+        "train_seconds": round(train_seconds, 1),
+        "final_train_pair_accuracy": float(history.history["pair_accuracy"][-1]),
+        "oneshot20_runs": len(runs),
+        "oneshot20_trials": scored["trials"],
+        "oneshot20_accuracy": scored["accuracy"],
+        "oneshot20_error_rate": scored["error_rate"],
+        "oneshot20_accuracy_keras_model": keras_accuracy,
+        "runs_dir": runs_dir,
+        "export": export_path,
+        "plot": plot_path,
+        "total_seconds": round(time.time() - t_start, 1),
+    }
+    if abs(scored["accuracy"] - keras_accuracy) > 1e-9:
+        print(f"[{RECIPE}] WARNING: SavedModel and Keras accuracies differ", file=sys.stderr)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, f"{RECIPE}{'_quick' if args.quick else ''}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
