@@ -1,0 +1,75 @@
+"""Neural architecture search: spaces, cell builders, controller RNN, evolution, random search.
+
+Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light):
+
+- `space`: `Decision`, `SearchSpace` (your own spaces), `MicroCellSpace` (NASNet/ENAS cells),
+  `MacroSpace` (one op per layer, NAS-Bench-Macro), `DenseSpace` (dense blocks for tables),
+  and the JSON-serialisable `Architecture`.
+- `cells`: `build_cell_model` (stack N normal cells with reduction cells between stages),
+  `build_macro_model`, `build_dense_model`, `build_model`; `Cell` is supernet-ready (ENAS).
+- `controller`: `ControllerRNN` (LSTM policy, REINFORCE with baseline, entropy bonus,
+  temperature, tanh logit clipping; ENAS defaults).
+- `strategies`: `ControllerStrategy`, `EvolutionStrategy` (regularized evolution),
+  `RandomStrategy` behind one ask/tell interface.
+- `oracles`: the strategies as KerasTuner oracles (`ControllerOracle`, `EvolutionOracle`,
+  `RandomArchitectureOracle`): resumable, distributable with KerasTuner's chief/workers.
+- `search`: `ArchitectureSearch`, the facade (train children with `build_model` or score
+  them with any `evaluate` function).
+- `benchmarks`: NAS-Bench-Macro tabular objective and `run_tabular_search` (`tfmeta search`).
+- `digits`: a real search on scikit-learn digits, retraining and SavedModel export.
+
+Example:
+
+>>> from tfmeta import nas
+>>> space = nas.MicroCellSpace(num_nodes=3)
+>>> search = nas.ArchitectureSearch(
+...     space, build_model=lambda a: nas.build_cell_model(space, a, (8, 8, 1), 10),
+...     strategy="controller", max_trials=10, directory="runs", project_name="cells", seed=0)
+>>> search.search(x, y, validation_data=(xv, yv), epochs=2)    # doctest: +SKIP
+>>> print(search.best_architecture())                           # doctest: +SKIP
+normal[1:sep3x3+0:id ...] reduce[...]
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "Decision": "space",
+    "SearchSpace": "space",
+    "MicroCellSpace": "space",
+    "MacroSpace": "space",
+    "DenseSpace": "space",
+    "Architecture": "space",
+    "space_from_config": "space",
+    "Cell": "cells",
+    "OPS": "cells",
+    "build_cell_model": "cells",
+    "build_macro_model": "cells",
+    "build_dense_model": "cells",
+    "build_model": "cells",
+    "ControllerRNN": "controller",
+    "Strategy": "strategies",
+    "ControllerStrategy": "strategies",
+    "EvolutionStrategy": "strategies",
+    "RandomStrategy": "strategies",
+    "make_strategy": "strategies",
+    "ArchitectureOracle": "oracles",
+    "ControllerOracle": "oracles",
+    "EvolutionOracle": "oracles",
+    "RandomArchitectureOracle": "oracles",
+    "ArchitectureSearch": "search",
+    "NASBenchMacro": "benchmarks",
+    "run_tabular_search": "benchmarks",
+}
+_SUBMODULES = {"space", "cells", "controller", "strategies", "oracles", "search", "benchmarks", "digits"}
+
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tfmeta.nas.{_LAZY[name]}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tfmeta.nas.{name}")
+    raise AttributeError(f"module 'tfmeta.nas' has no attribute {name!r}")

@@ -1,0 +1,266 @@
+"""`ArchitectureSearch`: a resumable, distributable KerasTuner search over architectures.
+
+One class drives every strategy (`"controller"`, `"evolution"`, `"random"`) over every space
+(`MicroCellSpace` for images, `DenseSpace` for tables, `MacroSpace`, your own `SearchSpace`)
+against either objective:
+
+- **training**: `build_model(arch) -> keras.Model` (compiled or not; uncompiled models get
+  `compile_kwargs`, default Adam + sparse categorical cross-entropy + accuracy). `search(x, y,
+  validation_data=..., epochs=..., callbacks=...)` takes `model.fit` arguments; the objective
+  is a `fit` metric such as `"val_accuracy"` (the best epoch counts, as in KerasTuner).
+- **any function**: `evaluate(arch) -> float | dict` (e.g. a tabular benchmark lookup or a
+  proxy score); `search()` then takes no arguments, and the objective names the value.
+
+Every trial is stored under `directory/project_name` (KerasTuner layout). With
+`overwrite=False` a killed search resumes where it stopped: finished trials are kept and never
+repeated, and the strategy (controller weights, Adam slots and baseline; evolution population;
+RNG states) is restored from `oracle.json`. `max_trials` counts all trials of the project, so
+resuming with a larger `max_trials` extends a finished search.
+
+Distributed: run the same script in several processes with KerasTuner's environment
+variables (`KERASTUNER_TUNER_ID=chief|tuner0|tuner1...`, `KERASTUNER_ORACLE_IP`,
+`KERASTUNER_ORACLE_PORT`). The chief serves the oracle (its `search()` blocks until the
+workers are done); workers run trials. Results are read on the chief or in a later
+(non-distributed) process with the same directory.
+
+Example:
+
+>>> space = DenseSpace(num_layers=2, units=(0, 16, 32))
+>>> search = ArchitectureSearch(
+...     space, build_model=lambda arch: build_dense_model(space, arch, (64,), 10),
+...     strategy="evolution", objective="val_accuracy", max_trials=4,
+...     directory="runs", project_name="digits_dense", seed=0)
+>>> search.search(x, y, validation_data=(xv, yv), epochs=2, verbose=0)  # doctest: +SKIP
+>>> search.best_architecture(), search.best_score()                      # doctest: +SKIP
+(Architecture(...), 0.93)
+>>> search.results()[0]["arch"]                                          # doctest: +SKIP
+'dense[32-skip]'
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+import keras
+import keras_tuner
+from keras_tuner.src.engine import base_tuner
+from keras_tuner.src.engine import trial as trial_module
+
+from tfmeta.nas.oracles import ArchitectureOracle
+from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace, SearchSpace  # noqa: F401
+from tfmeta.nas.cells import build_dense_model  # noqa: F401  (docstring example)
+
+
+class ArchitectureHyperModel(keras_tuner.HyperModel):
+    """A KerasTuner hypermodel building `build_model(space.from_hp(hp))`, compiled if needed."""
+
+    def __init__(self, space: SearchSpace, build_model: Callable[[Architecture], keras.Model],
+                 compile_kwargs: Mapping[str, Any] | None = None):
+        super().__init__(name="architecture")
+        self.space = space
+        self.build_model = build_model
+        self.compile_kwargs = dict(compile_kwargs or {})
+
+    def declare_hyperparameters(self, hp):
+        self.space.declare(hp)
+
+    def build(self, hp):
+        arch = self.space.from_hp(hp)
+        model = self.build_model(arch)
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"`build_model` must return a keras.Model; received {type(model).__name__}.")
+        if not getattr(model, "compiled", False):
+            kwargs = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+            kwargs.update(self.compile_kwargs)
+            model.compile(**kwargs)
+        return model
+
+
+class KerasArchitectureTuner(keras_tuner.Tuner):
+    """KerasTuner `Tuner` training one child model per trial (KerasTuner's fit/checkpoint logic)."""
+
+
+class FunctionTuner(base_tuner.BaseTuner):
+    """A KerasTuner tuner whose trial evaluates `evaluate(arch)` (no training)."""
+
+    def __init__(self, oracle: ArchitectureOracle, evaluate: Callable[[Architecture], Any], **kwargs):
+        super().__init__(oracle=oracle, hypermodel=None, **kwargs)
+        self.space = oracle.space
+        self.evaluate = evaluate
+
+    def run_trial(self, trial, *args, **kwargs):
+        arch = self.space.from_hp_values(trial.hyperparameters.values)
+        value = self.evaluate(arch)
+        if isinstance(value, Mapping):
+            return {k: float(v) for k, v in value.items()}
+        return {self.oracle.objective.name: float(value)}
+
+    def save_model(self, trial_id, model, step=0):
+        pass
+
+    def load_model(self, trial):
+        return None
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
+def _trial_record(space: SearchSpace, trial) -> dict:
+    arch = space.from_hp_values(trial.hyperparameters.values)
+    metrics = {name: _float(trial.metrics.get_best_value(name)) for name in trial.metrics.metrics}
+    return {
+        "trial_id": trial.trial_id,
+        "arch": str(arch),
+        "architecture": arch.get_config(),
+        "status": trial.status,
+        "score": _float(trial.score),
+        "metrics": metrics,
+    }
+
+
+class ArchitectureSearch:
+    """Architecture search with a controller RNN, regularized evolution or random search.
+
+    Args:
+        space: The search space.
+        build_model: `arch -> keras.Model` (training objective). Exclusive with `evaluate`.
+        evaluate: `arch -> float | dict` (any objective). Exclusive with `build_model`.
+        strategy: `"controller"`, `"evolution"` or `"random"`.
+        objective: KerasTuner objective: a metric name (`"val_accuracy"`; direction inferred)
+            or `keras_tuner.Objective(name, direction)`.
+        max_trials: Total number of trials (distinct architectures) in the project.
+        directory: Parent folder of the project (`runs/` is git-ignored).
+        project_name: Project folder name.
+        overwrite: Start afresh instead of resuming.
+        seed: Seed of the strategy.
+        max_time: Optional wall-clock limit in seconds for `search()` (no new trial starts
+            after it; the running one finishes).
+        strategy_kwargs: Strategy arguments, e.g. controller `learning_rate`, `temperature`,
+            `entropy_weight`, `tanh_constant`, `units`; evolution `population_size`,
+            `sample_size`.
+        compile_kwargs: `model.compile` arguments for uncompiled models.
+        tuner_kwargs: Extra `KerasTuner` tuner arguments (`executions_per_trial`, ...).
+
+    Example:
+
+    >>> space = MicroCellSpace(num_nodes=2)
+    >>> search = ArchitectureSearch(space,
+    ...     build_model=lambda a: build_cell_model(space, a, (8, 8, 1), 10),
+    ...     strategy="controller", max_trials=8, directory="runs", project_name="cells")
+    >>> search.search(x, y, validation_data=(xv, yv), epochs=1)   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        build_model: Callable[[Architecture], keras.Model] | None = None,
+        evaluate: Callable[[Architecture], Any] | None = None,
+        strategy: str = "controller",
+        objective: Any = "val_accuracy",
+        max_trials: int = 10,
+        directory: str = "runs",
+        project_name: str = "nas",
+        overwrite: bool = False,
+        seed: int | None = None,
+        max_time: float | None = None,
+        strategy_kwargs: Mapping[str, Any] | None = None,
+        compile_kwargs: Mapping[str, Any] | None = None,
+        tuner_kwargs: Mapping[str, Any] | None = None,
+    ):
+        if not isinstance(space, SearchSpace):
+            raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
+        if (build_model is None) == (evaluate is None):
+            raise ValueError("Pass exactly one of `build_model` (train children) and `evaluate` (any objective).")
+        if max_time is not None and max_time <= 0:
+            raise ValueError(f"`max_time` must be > 0 seconds or None; received {max_time!r}.")
+        self.space = space
+        self.strategy = strategy
+        self.max_time = max_time
+        self.oracle = ArchitectureOracle(
+            space, strategy, objective=objective, max_trials=max_trials, seed=seed,
+            strategy_kwargs=dict(strategy_kwargs or {}),
+        )
+        common = {"directory": directory, "project_name": project_name, "overwrite": overwrite, **dict(tuner_kwargs or {})}
+        if build_model is not None:
+            self.hypermodel = ArchitectureHyperModel(space, build_model, compile_kwargs)
+            self.tuner = KerasArchitectureTuner(self.oracle, hypermodel=self.hypermodel, **common)
+        else:
+            self.hypermodel = None
+            self.tuner = FunctionTuner(self.oracle, evaluate, **common)
+        self.build_model = build_model
+
+    @property
+    def project_dir(self) -> str:
+        return self.tuner.project_dir
+
+    def search(self, *fit_args: Any, **fit_kwargs: Any) -> "ArchitectureSearch":
+        """Runs (or resumes) the search; arguments go to `model.fit` (training objective).
+
+        Returns:
+            self.
+        """
+        if self.max_time is not None:
+            self.oracle.deadline = time.time() + self.max_time
+        try:
+            self.tuner.search(*fit_args, **fit_kwargs)
+        finally:
+            self.oracle.deadline = None
+        return self
+
+    # -- results (chief or local process) ------------------------------------------------
+    def _trials(self) -> list:
+        order = list(self.oracle.start_order) + sorted(set(self.oracle.trials) - set(self.oracle.start_order))
+        return [self.oracle.trials[t] for t in order]
+
+    def results(self) -> list[dict]:
+        """Every trial in start order: trial_id, arch (readable), architecture (JSON config),
+        status, score and best metric values."""
+        return [_trial_record(self.space, t) for t in self._trials()]
+
+    def completed(self) -> list[dict]:
+        """The completed trials (same records as `results()`)."""
+        return [r for r in self.results() if r["status"] == trial_module.TrialStatus.COMPLETED]
+
+    def best_trial(self) -> dict:
+        """The record of the best completed trial."""
+        best = self.oracle.get_best_trials(1)
+        if not best or best[0].status != trial_module.TrialStatus.COMPLETED:
+            raise RuntimeError("No completed trial yet: run `search()` first.")
+        return _trial_record(self.space, best[0])
+
+    def best_architecture(self) -> Architecture:
+        """The best architecture found."""
+        return Architecture.from_config(self.best_trial()["architecture"])
+
+    def best_score(self) -> float:
+        """The objective value of the best trial."""
+        return float(self.best_trial()["score"])
+
+    def best_model(self) -> keras.Model:
+        """The best trial's trained model (training objective only; loaded from its checkpoint)."""
+        if self.build_model is None:
+            raise RuntimeError("`best_model()` needs `build_model`; this search used `evaluate`.")
+        return self.tuner.get_best_models(1)[0]
+
+    def build_best_model(self) -> keras.Model:
+        """A fresh (untrained, compiled) model of the best architecture, for retraining."""
+        if self.hypermodel is None:
+            raise RuntimeError("`build_best_model()` needs `build_model`; this search used `evaluate`.")
+        hp = keras_tuner.HyperParameters()
+        hp.values = self.space.hp_values(self.best_architecture())
+        return self.hypermodel.build(hp)
+
+    def summary(self) -> dict:
+        """A JSON-ready summary: strategy, trials, best arch and score, strategy statistics."""
+        best = self.best_trial() if self.completed() else None
+        return {
+            "strategy": self.oracle.strategy.name,
+            "space": self.space.name,
+            "trials": len(self.oracle.trials),
+            "completed": len(self.completed()),
+            "best_arch": best["arch"] if best else None,
+            "best_score": best["score"] if best else None,
+            "stats": dict(self.oracle.strategy.stats),
+        }
