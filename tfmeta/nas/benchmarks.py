@@ -59,8 +59,12 @@ class NASBenchMacro:
 
     def __init__(self, path: str):
         path = os.fspath(path)
+        if os.path.isdir(path):  # the folder that holds the table
+            path = os.path.join(path, "nas-bench-macro_cifar10.json")
         if not os.path.isfile(path):
-            raise ValueError(f"`data` must be the NAS-Bench-Macro JSON file; received {path!r} (not found).")
+            raise ValueError(
+                f"`data` must be the NAS-Bench-Macro JSON file or its folder; received {path!r} (not found)."
+            )
         with open(path) as f:
             table = json.load(f)
         if not isinstance(table, dict) or not table:
