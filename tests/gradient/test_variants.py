@@ -1,0 +1,108 @@
+"""ANIL, Meta-SGD, MAML++ options and Reptile: each variant does what it claims."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfmeta
+from conftest import classification_batch, regression_batch, tiny_convnet, tiny_regressor
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_anil_adapts_only_the_head_but_meta_learns_the_body(fast_path):
+    net = tiny_regressor()
+    batch = regression_batch(dtype=np.float32)
+    (sx, sy, qx), qy = batch
+    anil = tfmeta.MAML(net, inner_lr=0.5, inner_steps=2, inner_layers=["head"], fast_path=fast_path)
+    params, _, _, _ = anil.inner_loop(sx, sy, 2, 2)
+    for var, p in zip(net.trainable_variables, params):
+        moved = np.abs(p.numpy() - var.numpy()[None]).max()
+        if "head" in var.path:
+            assert moved > 1e-4, var.path
+        else:
+            assert moved == 0.0, var.path  # body weights untouched by the inner loop
+    with tf.GradientTape() as tape:
+        loss = anil._meta_loss(batch, training=True)[0]
+    grads = tape.gradient(loss, net.trainable_variables)
+    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads)
+
+
+def test_unknown_inner_layer_is_a_value_error():
+    with pytest.raises(ValueError, match="inner_layers"):
+        tfmeta.MAML(tiny_regressor(), inner_layers=["nope"])
+
+
+def test_meta_sgd_learning_rates_receive_gradients_and_change():
+    net = tiny_regressor()
+    batch = regression_batch(dtype=np.float32)
+    maml = tfmeta.MAML(net, inner_lr=0.1, inner_steps=1, meta_sgd=True)
+    assert [tuple(v.shape) for v in maml.inner_lr_vars] == [tuple(v.shape) for v in net.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = maml._meta_loss(batch, training=True)[0]
+    grads = tape.gradient(loss, maml.inner_lr_vars)
+    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads)
+    before = [v.numpy().copy() for v in maml.inner_lr_vars]
+    maml.compile(keras.optimizers.Adam(1e-2))
+    maml.train_on_batch(batch[0], batch[1])
+    assert any(np.abs(v.numpy() - b).max() > 0 for v, b in zip(maml.inner_lr_vars, before))
+
+
+def test_mamlpp_options_train_and_track_per_step_bn():
+    net = tiny_convnet()
+    batch = classification_batch()
+    maml = tfmeta.MAML(
+        net, inner_lr=0.2, inner_steps=2, learn_step_lrs=True, multi_step_loss=True,
+        per_step_bn=True, bn_test_stats="running",
+    )
+    # one learning rate per step for every adapted variable (BN scale/offset are per-step instead)
+    assert [tuple(v.shape) for v in maml.inner_lr_vars] == [(2,)] * (len(net.trainable_variables) - 4)
+    with tf.GradientTape() as tape:
+        loss = maml._meta_loss(batch, training=True)[0]
+    kernel_lrs = [lr for lr, i in zip(maml.inner_lr_vars, maml._adapted)
+                  if "kernel" in maml.runner.variables[i].path]
+    variables = kernel_lrs + maml.bn_step_gamma
+    grads = tape.gradient(loss, variables)
+    for g in grads:  # every step's learning rate and every step's BN scale is used
+        assert g is not None and np.all(np.abs(g.numpy()).reshape(len(g.numpy()), -1).max(1) > 1e-6)
+    maml.compile(keras.optimizers.Adam(1e-3))
+    logs = maml.train_on_batch(batch[0], batch[1], return_dict=True)
+    assert np.isfinite(logs["loss"])
+    assert not np.allclose(maml.bn_step_mean[0].numpy(), 0.0)  # running stats updated
+
+
+def test_multi_step_loss_weights_anneal_to_last_step():
+    maml = tfmeta.MAML(tiny_regressor(), inner_steps=3, multi_step_loss=True, msl_anneal_steps=10)
+    maml.compile(keras.optimizers.SGD(0.0))
+    w0 = [float(w) for w in maml._msl_weights(3)]
+    np.testing.assert_allclose(w0, [1 / 3] * 3, rtol=1e-6)
+    maml.optimizer.iterations.assign(1000)
+    w = [float(x) for x in maml._msl_weights(3)]
+    assert w[-1] > 0.9 and w[0] == pytest.approx(0.01)
+
+
+def test_reptile_meta_gradient_points_to_the_adapted_weights():
+    net = tiny_regressor()
+    (sx, sy, qx), qy = regression_batch(tasks=3, dtype=np.float32)
+    reptile = tfmeta.Reptile(net, inner_lr=0.05, inner_steps=3)
+    reptile.compile(keras.optimizers.SGD(0.5))
+    theta = [v.numpy().copy() for v in net.trainable_variables]
+    x, y = tf.concat([sx, qx], 1), tf.concat([sy, qy], 1)
+    adapted, _, _, _ = reptile.inner_loop(x, y, 3, 0)
+    reptile.train_on_batch((sx, sy, qx), qy)
+    for v, t0, p in zip(net.trainable_variables, theta, adapted):
+        expected = t0 + 0.5 * (p.numpy().mean(0) - t0)
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments_name_the_argument():
+    net = tiny_regressor()
+    for kwargs, name in [
+        ({"inner_lr": -1.0}, "inner_lr"), ({"inner_steps": 0}, "inner_steps"),
+        ({"order": 3}, "order"), ({"meta_sgd": True, "learn_step_lrs": True}, "meta_sgd"),
+        ({"bn_test_stats": "running"}, "bn_test_stats"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            tfmeta.MAML(net, **kwargs)
+    with pytest.raises(ValueError, match="per_step_bn"):
+        tfmeta.MAML(net, per_step_bn=True, fast_path=False)

@@ -1,0 +1,28 @@
+"""Smoke run of recipes/ch03_maml_omniglot.py --quick (as CI runs it)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFMETA_DATA_DIR=str(data_dir))
+    export = tmp_path / "saved_models" / "omniglot_maml"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
+         "--data-dir", str(data_dir), "--export-dir", str(export)],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["episodes"] == 20 and result["iterations"] == 6
+    assert 0.2 <= result["accuracy"] <= 1.0 and result["ci95"] > 0
+    assert result["export"] == str(export / "1")
+    assert result["export_max_abs_diff"] < 1e-4  # SavedModel few_shot == in-process adaptation
+    meta = json.loads((export / "1" / "tfmeta.json").read_text())
+    assert meta["learner"] == "maml" and meta["adaptation"]["inner_steps"] == 3
+    assert "few_shot" in meta["signatures"]

@@ -1,0 +1,341 @@
+"""Running a Keras model functionally with per-task weights (a leading task axis T).
+
+The MAML family adapts a copy of the weights for every task of a meta-batch. Both runners
+here take `params`: one tensor per trainable variable of the wrapped model (in
+`model.trainable_variables` order) with a leading task axis `T`, and inputs `x[T, B, ...]`,
+and return outputs `[T, B, ...]`:
+
+* `KerasRunner` works for **any** Keras model. It calls `model.stateless_call` once per task
+  (a Python loop unrolled in the graph): the straightforward reference path.
+* `VectorizedRunner` handles chains of Conv2D / BatchNormalization / ReLU / Activation /
+  MaxPooling2D / AveragePooling2D / Flatten / Dense layers (conv4 + a Dense head, the MLP of the
+  sinusoid experiments...) and runs all T tasks in one op per layer: images are laid out as
+  `[B, H, W, T*C]` so that a convolution with per-task kernels is one *grouped* convolution
+  (`feature_group_count = T`), BatchNormalization with per-task statistics is an ordinary
+  per-channel normalisation, and pooling/activations need no change; Dense layers are batched
+  matmuls over `[T, B, D]`.
+
+BatchNormalization: both runners normalise with the statistics of the batch they are given
+(per task), like Keras' `training=True`, in the inner loop and at test time (transductive, as
+in the MAML paper). The layers' moving averages are not used. `VectorizedRunner` can also
+normalise with given statistics (`bn_stats`) and return the batch statistics it used
+(`collect`), which `tfmeta.MAML(per_step_bn=True)` uses for MAML++ per-step running statistics.
+
+Example:
+
+>>> runner = make_runner(model)                     # VectorizedRunner when supported
+>>> params = [tf.stack([v] * 4) for v in model.trainable_variables]   # T = 4
+>>> out = runner(params, x)                          # x [4, B, 28, 28, 1] -> [4, B, units]
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+_POOLS = (layers.MaxPooling2D, layers.AveragePooling2D)
+
+
+def flatten_layers(model: keras.layers.Layer) -> list:
+    """Returns the leaf layers of a (possibly nested) Sequential/functional model, in order."""
+    out = []
+    for layer in getattr(model, "layers", None) or []:
+        if isinstance(layer, layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            out.extend(flatten_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+class KerasRunner:
+    """Runs any Keras model with per-task weights by calling `stateless_call` per task.
+
+    Args:
+        model: A built Keras model.
+    """
+
+    supports_bn_override = False
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self.variables = list(model.trainable_variables)
+        self.bn_layers = []
+
+    def __call__(self, params, x, *, bn_params=None, bn_stats=None, collect=None):
+        if bn_params or bn_stats:
+            raise ValueError(
+                "Per-step BatchNorm needs a model the vectorised runner supports; received a "
+                f"model with layers {[type(l).__name__ for l in flatten_layers(self.model)]}."
+            )
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        outs = []
+        for t in range(_static_tasks(x)):
+            out, _ = self.model.stateless_call(
+                [p[t] for p in params], non_trainable, x[t], training=True
+            )
+            outs.append(out)
+        return tf.stack(outs)
+
+
+def _static_tasks(x) -> int:
+    t = x.shape[0]
+    if t is None:
+        raise ValueError(
+            "The generic (per-task loop) path needs a static meta-batch size; received inputs "
+            f"of shape {x.shape}. Use `drop_remainder=True` batches."
+        )
+    return int(t)
+
+
+class VectorizedRunner:
+    """Runs a Conv2D/BN/ReLU/pool/Flatten/Dense chain for all tasks at once.
+
+    Args:
+        model: A built Keras model made only of supported layers (nested models allowed).
+        conv_mode: `"grouped"` (one grouped convolution for all tasks) or `"split"` (one
+            convolution per task, concatenated).
+
+    Raises:
+        NotImplementedError: If the model holds a layer or option the runner does not support.
+    """
+
+    supports_bn_override = True
+
+    def __init__(self, model: keras.Model, conv_mode: str = "grouped"):
+        if conv_mode not in ("grouped", "split"):
+            raise ValueError(f"`conv_mode` must be 'grouped' or 'split'; received {conv_mode!r}.")
+        self.model = model
+        self.conv_mode = conv_mode
+        self.variables = list(model.trainable_variables)
+        index = {id(v): i for i, v in enumerate(self.variables)}
+        self.ops = []
+        self.bn_layers = []
+        for layer in flatten_layers(model):
+            self.ops.append(self._compile(layer, index))
+        if not self.ops:
+            raise NotImplementedError("The model has no layers.")
+
+    # ------------------------------------------------------------------ compile
+    def _compile(self, layer, index):
+        def var(v):
+            if v is None:
+                return None
+            if id(v) not in index:
+                raise NotImplementedError(f"Layer {layer.name} has frozen weights.")
+            return index[id(v)]
+
+        if isinstance(layer, layers.Conv2D) and type(layer) is layers.Conv2D:
+            if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1):
+                raise NotImplementedError(f"Conv2D {layer.name}: only channels_last, no dilation.")
+            if getattr(layer, "groups", 1) != 1:
+                raise NotImplementedError(f"Conv2D {layer.name}: groups are not supported.")
+            return ("conv", layer, var(layer.kernel), var(layer.bias) if layer.use_bias else None)
+        if type(layer) is layers.Dense:
+            return ("dense", layer, var(layer.kernel), var(layer.bias) if layer.use_bias else None)
+        if type(layer) is layers.BatchNormalization:
+            if layer.axis not in (-1, len(layer.input.shape) - 1) and layer.axis != [-1]:
+                raise NotImplementedError(f"BatchNormalization {layer.name}: only the last axis.")
+            if getattr(layer, "renorm", False):
+                raise NotImplementedError(f"BatchNormalization {layer.name}: renorm.")
+            self.bn_layers.append(layer)
+            return (
+                "bn",
+                layer,
+                var(layer.gamma) if layer.scale else None,
+                var(layer.beta) if layer.center else None,
+                len(self.bn_layers) - 1,
+            )
+        if type(layer) is layers.ReLU:
+            if layer.max_value is not None or layer.negative_slope != 0 or layer.threshold != 0:
+                raise NotImplementedError(f"ReLU {layer.name}: only the plain ReLU.")
+            return ("act", layer, tf.nn.relu)
+        if type(layer) is layers.Activation:
+            return ("act", layer, layer.activation)
+        if type(layer) in _POOLS:
+            if layer.data_format != "channels_last":
+                raise NotImplementedError(f"{layer.name}: only channels_last.")
+            return ("pool", layer)
+        if type(layer) is layers.Flatten:
+            return ("flatten", layer)
+        raise NotImplementedError(f"Layer {layer.name} ({type(layer).__name__}) is not supported.")
+
+    # ------------------------------------------------------------------ run
+    def __call__(self, params, x, *, bn_params=None, bn_stats=None, collect=None):
+        """Runs the chain.
+
+        Args:
+            params: Per-task weights, each `[T, *variable.shape]`.
+            x: Inputs `[T, B, ...]`.
+            bn_params: Optional `{bn index: (gamma [C] or None, beta [C] or None)}` shared by
+                all tasks, replacing the layers' own gamma/beta (per-step BN weights).
+            bn_stats: Optional `{bn index: (mean [C], variance [C])}`: normalise with these
+                statistics instead of the batch's.
+            collect: Optional list; the batch `(mean [C], variance [C])` of every BN layer,
+                averaged over tasks, is appended in order.
+
+        Returns:
+            Outputs `[T, B, ...]`.
+        """
+        x = tf.convert_to_tensor(x)
+        shape = tf.shape(x)
+        t, b = shape[0], shape[1]
+        if x.shape.rank == 5:  # images: [T, B, H, W, C] -> [B, H, W, T*C]
+            h = tf.transpose(x, [1, 2, 3, 0, 4])
+            h = tf.reshape(h, tf.concat([[b], tf.shape(h)[1:3], [t * shape[4]]], 0))
+            image, channels = True, x.shape[-1]
+        else:  # features: [T, B, ...]
+            h, image, channels = x, False, None
+        for op in self.ops:
+            kind, layer = op[0], op[1]
+            if kind == "conv":
+                kernel = params[op[2]]
+                if image is False:
+                    raise NotImplementedError("Conv2D after Flatten.")
+                h = self._conv(h, kernel, t, layer)
+                channels = layer.filters
+                if op[3] is not None:
+                    h = h + tf.reshape(params[op[3]], [-1])
+                h = layer.activation(h)
+            elif kind == "dense":
+                kernel = params[op[2]]
+                h = tf.matmul(h, kernel)  # [T, B, D] @ [T, D, U]
+                if op[3] is not None:
+                    h = h + params[op[3]][:, tf.newaxis, :]
+                h = layer.activation(h)
+            elif kind == "bn":
+                h = self._bn(h, params, op, t, image, channels, bn_params, bn_stats, collect)
+            elif kind == "act":
+                h = op[2](h)
+            elif kind == "pool":
+                pool = tf.nn.max_pool2d if isinstance(layer, layers.MaxPooling2D) else tf.nn.avg_pool2d
+                h = pool(h, layer.pool_size, layer.strides, layer.padding.upper())
+            elif kind == "flatten":
+                if image:
+                    hs = tf.shape(h)
+                    h = tf.reshape(h, [hs[0], hs[1], hs[2], t, channels])
+                    h = tf.transpose(h, [3, 0, 1, 2, 4])
+                    h = tf.reshape(h, [t, hs[0], -1])
+                    image = False
+                else:
+                    h = tf.reshape(h, [t, b, -1])
+        if image:  # back to [T, B, H, W, C]
+            hs = tf.shape(h)
+            h = tf.reshape(h, [hs[0], hs[1], hs[2], t, channels])
+            h = tf.transpose(h, [3, 0, 1, 2, 4])
+        return h
+
+    def _conv(self, h, kernel, t, layer):
+        strides = tuple(layer.strides)
+        padding = layer.padding.upper()
+        if self.conv_mode == "split" and kernel.shape[0] is not None and kernel.shape[0] > 1:
+            n = kernel.shape[0]
+            parts = tf.split(h, n, axis=-1)
+            return tf.concat(
+                [tf.nn.conv2d(p, kernel[i], strides, padding) for i, p in enumerate(parts)], -1
+            )
+        ks = tf.shape(kernel)  # [T, kh, kw, C, F]
+        k = tf.transpose(kernel, [1, 2, 3, 0, 4])
+        k = tf.reshape(k, [ks[1], ks[2], ks[3], t * ks[4]])
+        return tf.nn.conv2d(h, k, strides, padding)
+
+    def _bn(self, h, params, op, t, image, channels, bn_params, bn_stats, collect):
+        layer, gamma_i, beta_i, bn_index = op[1], op[2], op[3], op[4]
+        if image:
+            # h: [B, H, W, T*C]; per-task per-channel statistics = per-channel of T*C.
+            axes = [0, 1, 2]
+            per_task = lambda v: tf.reshape(v, [-1])  # [T, C] -> [T*C]  # noqa: E731
+            shared = lambda v: tf.tile(v, [t])  # [C] -> [T*C]  # noqa: E731
+        else:
+            # h: [T, B, C]
+            axes = [1]
+            per_task = lambda v: v[:, tf.newaxis, :]  # noqa: E731
+            shared = lambda v: v  # noqa: E731
+        if bn_stats is not None and bn_index in bn_stats:
+            mean, var = (shared(s) for s in bn_stats[bn_index])
+            if not image:
+                mean, var = mean[tf.newaxis, tf.newaxis], var[tf.newaxis, tf.newaxis]
+        else:
+            mean, var = tf.nn.moments(h, axes=axes, keepdims=not image)
+            if collect is not None:
+                if image:
+                    m = tf.reduce_mean(tf.reshape(mean, [t, -1]), 0)
+                    v = tf.reduce_mean(tf.reshape(var, [t, -1]), 0)
+                else:
+                    m = tf.reduce_mean(mean, [0, 1])
+                    v = tf.reduce_mean(var, [0, 1])
+                collect.append((m, v))
+        if bn_params is not None and bn_index in bn_params:
+            g, bta = bn_params[bn_index]
+            gamma = None if g is None else shared(g)
+            beta = None if bta is None else shared(bta)
+            if not image:
+                gamma = None if gamma is None else gamma[tf.newaxis, tf.newaxis]
+                beta = None if beta is None else beta[tf.newaxis, tf.newaxis]
+        else:
+            gamma = None if gamma_i is None else per_task(params[gamma_i])
+            beta = None if beta_i is None else per_task(params[beta_i])
+        return tf.nn.batch_normalization(h, mean, var, beta, gamma, layer.epsilon)
+
+
+def make_runner(
+    model: keras.Model, fast_path: bool | str = "auto", conv_mode: str = "grouped"
+) -> KerasRunner | VectorizedRunner:
+    """Returns a `VectorizedRunner` when `model` is supported (checked numerically), else a
+    `KerasRunner`.
+
+    Args:
+        model: A built Keras model.
+        fast_path: `"auto"` (vectorised when supported), `True` (vectorised or raise) or
+            `False` (always the per-task `stateless_call` loop).
+        conv_mode: See `VectorizedRunner`.
+    """
+    if fast_path not in ("auto", True, False):
+        raise ValueError(f"`fast_path` must be 'auto', True or False; received {fast_path!r}.")
+    if fast_path is False:
+        return KerasRunner(model)
+    try:
+        runner = VectorizedRunner(model, conv_mode=conv_mode)
+        _check_same(runner, model)
+        return runner
+    except Exception as err:  # noqa: BLE001 - any unsupported model falls back
+        if fast_path is True:
+            raise ValueError(f"`fast_path=True` but the model is not supported: {err}") from err
+        warnings.warn(f"tfmeta: using the per-task loop for this model ({err}).", stacklevel=3)
+        return KerasRunner(model)
+
+
+def _check_same(runner: VectorizedRunner, model: keras.Model) -> None:
+    """Checks the vectorised runner against `model(x, training=True)` on random inputs."""
+    shape = tuple(model.input_shape[1:])
+    if any(d is None for d in shape):
+        raise NotImplementedError(f"input shape {shape} is not fully defined.")
+    rng = np.random.default_rng(0)
+    dtype = getattr(model.inputs[0], "dtype", "float32") if getattr(model, "inputs", None) else "float32"
+    x = rng.uniform(-1, 1, size=(2, 3) + shape).astype(dtype)
+    # Distinct weights per task, so that mixing up tasks would show.
+    params = [
+        tf.stack([v.value, v.value * 0.5 + 0.01]) for v in runner.variables
+    ]
+    got = runner(params, tf.constant(x)).numpy()
+    ref = KerasRunner(model)(params, tf.constant(x)).numpy()
+    if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-3, atol=1e-4):
+        raise AssertionError("vectorised outputs differ from the Keras model's")
+
+
+def tile_params(variables: Sequence, tasks) -> list:
+    """Stacks `tasks` copies of each variable: `[T, *shape]` (differentiable w.r.t. them)."""
+    out = []
+    for v in variables:
+        v = tf.convert_to_tensor(v)
+        out.append(tf.broadcast_to(v[tf.newaxis], tf.concat([[tasks], tf.shape(v)], 0)))
+    return out
+
+
+__all__ = ["KerasRunner", "VectorizedRunner", "make_runner", "tile_params", "flatten_layers"]

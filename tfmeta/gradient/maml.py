@@ -1,0 +1,697 @@
+"""Model-Agnostic Meta-Learning (Finn et al., 2017) and its variants, as one `keras.Model`.
+
+`MAML(model, inner_lr, inner_steps, order=2)` wraps any built Keras model (the "learner").
+`train_step` adapts a copy of the weights to every task of the meta-batch with
+`inner_steps` steps of gradient descent on the support set (nested `tf.GradientTape`s), then
+back-propagates the query loss of the adapted weights to the meta-parameters through the
+inner loop (true second order; `order=1` drops the second-order terms).
+
+The variants are arguments of the one inner loop, not copies of it:
+
+* `order=1`: first-order MAML (inner gradients are treated as constants).
+* `inner_layers=["head"]`: ANIL (Raghu et al., 2020): only the named layers are adapted in
+  the inner loop; the others are meta-learned only.
+* `meta_sgd=True`: Meta-SGD (Li et al., 2017): a learned inner learning rate per parameter.
+* MAML++ (Antoniou et al., 2019): `multi_step_loss=True` (query loss after every inner step,
+  weights annealed towards the last step over `msl_anneal_steps` meta-iterations),
+  `learn_step_lrs=True` (a learned learning rate per layer variable and per step) and
+  `per_step_bn=True` (BatchNorm scale/offset and running statistics per inner step).
+* `tfmeta.Reptile` (in `reptile.py`) reuses the same inner loop.
+
+**Batching.** Every task's weights carry a leading task axis `T`. For models made of
+Conv2D / BatchNormalization / ReLU / pooling / Flatten / Dense layers (conv4 + a Dense head, the
+sinusoid MLP) the tasks of a meta-batch run together, one grouped convolution or batched
+matmul per layer (`tfmeta.gradient.functional.VectorizedRunner`). Any other Keras model runs
+through `model.stateless_call` once per task (`fast_path=False` forces that reference path).
+
+**BatchNormalization.** As in the MAML paper's code, BN normalises with the statistics of
+the batch it sees, per task, in the inner loop (the support set) and for the query pass
+(the query set), at training and at test time (transductive); the layers' moving averages
+are not used or updated. With `per_step_bn=True` (vectorised path only) every inner step has
+its own BN scale/offset, and per-step running statistics are accumulated during training;
+`bn_test_stats="running"` makes evaluation and serving use them instead of batch statistics.
+`adapt()` returns a plain Keras model whose BN moving statistics are set to the statistics of
+the support set under the adapted weights, so it predicts single examples in inference mode.
+
+Example:
+
+>>> net = keras.Sequential([tfmeta.backbones.conv4((28, 28, 1)), keras.layers.Dense(5)])
+>>> maml = tfmeta.MAML(net, inner_lr=0.4, inner_steps=1, order=2)
+>>> maml.compile(optimizer=keras.optimizers.Adam(1e-3))
+>>> maml.fit(sampler.dataset(meta_batch=32), steps_per_epoch=100, epochs=10)
+>>> adapted = maml.adapt(support_x, support_y, steps=3)      # a keras.Model
+>>> maml.evaluate_episodes(test_x, test_y, ways=5, shots=1)   # {"accuracy", "ci95", ...}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfmeta.data.validation import check_positive_int, check_support_set
+from tfmeta.evaluation import mean_confidence_interval
+from tfmeta.fewshot import FewShotMixin
+from tfmeta.gradient.functional import KerasRunner, flatten_layers, make_runner, tile_params
+
+_NEG = -1e9
+
+
+def _check_lr(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"`{name}` must be a positive number; received {value!r}.")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive number; received {value!r}.")
+    return float(value)
+
+
+class MAML(FewShotMixin, keras.Model):
+    """MAML and its variants (first order, ANIL, Meta-SGD, MAML++) around any Keras model.
+
+    Args:
+        model: A built Keras model: inputs -> logits (classification; its last layer has as
+            many units as the training ways) or -> predictions (regression).
+        inner_lr: Inner-loop learning rate (initial value when learned).
+        inner_steps: Inner gradient steps during meta-training.
+        order: 2 for second-order MAML, 1 for first-order MAML.
+        eval_steps: Inner steps at test time, in `adapt`, evaluation and the exported
+            `few_shot` signature; defaults to `inner_steps`.
+        inner_layers: Names of the layers adapted in the inner loop (ANIL: the head);
+            `None` adapts every trainable weight.
+        meta_sgd: Learn one inner learning rate per parameter (Meta-SGD).
+        learn_step_lrs: Learn one inner learning rate per variable and per step (MAML++).
+        multi_step_loss: Meta-loss over the query loss after every inner step (MAML++).
+        msl_anneal_steps: Meta-iterations over which the multi-step loss weights move to the
+            last step.
+        per_step_bn: Per-step BatchNorm scale/offset and running statistics (MAML++).
+        bn_test_stats: `"batch"` (transductive, default) or `"running"` (per-step running
+            statistics, needs `per_step_bn=True`) at test time.
+        bn_momentum: Momentum of the per-step running statistics.
+        task: `"classification"`, `"regression"` or `"auto"` (integer labels -> classification).
+        ways: Optional classes per training episode; checked against the model's output
+            units (episodes may use fewer classes than units: extra logits are masked at
+            test time).
+        fast_path: `"auto"`, `True` (vectorised or raise) or `False` (per-task loop).
+        conv_mode: `"grouped"` or `"split"` convolution in the vectorised path.
+        name: Model name.
+
+    Raises:
+        ValueError: On invalid arguments (naming the argument and the value received).
+    """
+
+    learner_name = "maml"
+
+    def __init__(
+        self,
+        model: keras.Model,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        order: int = 2,
+        *,
+        eval_steps: int | None = None,
+        inner_layers: Sequence[str] | None = None,
+        meta_sgd: bool = False,
+        learn_step_lrs: bool = False,
+        multi_step_loss: bool = False,
+        msl_anneal_steps: int = 10000,
+        per_step_bn: bool = False,
+        bn_test_stats: str = "batch",
+        bn_momentum: float = 0.9,
+        task: str = "auto",
+        ways: int | None = None,
+        fast_path: bool | str = "auto",
+        conv_mode: str = "grouped",
+        name: str = "maml",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, **kwargs)
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"`model` must be a keras.Model; received {type(model).__name__}.")
+        if not model.built or not model.trainable_variables:
+            raise ValueError(
+                "`model` must be a built Keras model with trainable weights (give it an Input "
+                "or call it once); received an unbuilt model or one without weights."
+            )
+        self.inner_lr = _check_lr(inner_lr, "inner_lr")
+        self.inner_steps = check_positive_int(inner_steps, "inner_steps")
+        if order not in (0, 1, 2) or isinstance(order, bool):
+            raise ValueError(f"`order` must be 1 or 2; received {order!r}.")
+        self.order = int(order)
+        self.eval_steps = (
+            self.inner_steps if eval_steps is None else check_positive_int(eval_steps, "eval_steps")
+        )
+        if meta_sgd and learn_step_lrs:
+            raise ValueError(
+                "`meta_sgd` and `learn_step_lrs` are alternatives; received both True."
+            )
+        if task not in ("auto", "classification", "regression"):
+            raise ValueError(
+                f"`task` must be 'auto', 'classification' or 'regression'; received {task!r}."
+            )
+        if bn_test_stats not in ("batch", "running"):
+            raise ValueError(f"`bn_test_stats` must be 'batch' or 'running'; received {bn_test_stats!r}.")
+        if bn_test_stats == "running" and not per_step_bn:
+            raise ValueError("`bn_test_stats='running'` needs `per_step_bn=True`.")
+        self.meta_sgd = bool(meta_sgd)
+        self.learn_step_lrs = bool(learn_step_lrs)
+        self.multi_step_loss = bool(multi_step_loss)
+        self.msl_anneal_steps = check_positive_int(msl_anneal_steps, "msl_anneal_steps")
+        self.per_step_bn = bool(per_step_bn)
+        self.bn_test_stats = bn_test_stats
+        self.bn_momentum = float(bn_momentum)
+        self.task = task
+        units = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+        if ways is not None:
+            ways = check_positive_int(ways, "ways", 2)
+            if units is not None and ways > units:
+                raise ValueError(
+                    f"`ways`={ways} exceeds the model's {units} output units; give the head "
+                    "at least `ways` units."
+                )
+        self.ways = ways
+        self.network = model
+        self.runner = make_runner(model, fast_path=fast_path, conv_mode=conv_mode)
+        self.fast_path = not isinstance(self.runner, KerasRunner)
+        if self.per_step_bn and not self.fast_path:
+            raise ValueError(
+                "`per_step_bn=True` needs a model of Conv2D/BatchNormalization/ReLU/pooling/"
+                "Flatten/Dense layers (the vectorised path); this model is not one."
+            )
+        self.inner_layers = None if inner_layers is None else list(inner_layers)
+        self._adapted = self._adapted_indices(model, self.inner_layers)
+        if self.per_step_bn:  # the layers' own BN scale/offset are replaced by per-step ones
+            bn_ids = {id(v) for layer in self.runner.bn_layers for v in layer.trainable_variables}
+            self._adapted = [i for i in self._adapted if id(self.runner.variables[i]) not in bn_ids]
+        self._build_inner_lrs()
+        self._build_per_step_bn()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.mse_tracker = keras.metrics.Mean(name="mse")
+        self.built = True
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def encoder(self) -> keras.Model:
+        """The wrapped model (FewShotMixin reads its input shape)."""
+        return self.network
+
+    def _adapted_indices(self, model, names) -> list[int]:
+        variables = self.runner.variables
+        if names is None:
+            return list(range(len(variables)))
+        if isinstance(names, str):
+            names = [names]
+        by_name = {}
+        for layer in flatten_layers(model) + [
+            l for l in _all_sublayers(model) if isinstance(l, keras.Model)
+        ]:
+            by_name[layer.name] = layer
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ValueError(
+                f"`inner_layers` names layers not in the model: {missing}; the model's layers "
+                f"are {sorted(by_name)}."
+            )
+        ids = {id(v) for n in names for v in by_name[n].trainable_variables}
+        chosen = [i for i, v in enumerate(variables) if id(v) in ids]
+        if not chosen:
+            raise ValueError(f"`inner_layers`={list(names)} hold no trainable weights.")
+        return chosen
+
+    def _build_inner_lrs(self):
+        variables = self.runner.variables
+        self.inner_lr_vars = []
+        if self.meta_sgd:
+            for j, i in enumerate(self._adapted):
+                self.inner_lr_vars.append(
+                    self.add_weight(
+                        shape=tuple(variables[i].shape),
+                        initializer=keras.initializers.Constant(self.inner_lr),
+                        name=f"meta_sgd_lr_{j}",
+                    )
+                )
+        elif self.learn_step_lrs:
+            steps = max(self.inner_steps, self.eval_steps)
+            for j, i in enumerate(self._adapted):
+                self.inner_lr_vars.append(
+                    self.add_weight(
+                        shape=(steps,),
+                        initializer=keras.initializers.Constant(self.inner_lr),
+                        name=f"step_lr_{j}",
+                    )
+                )
+
+    def _build_per_step_bn(self):
+        self.bn_step_gamma, self.bn_step_beta = [], []
+        self.bn_step_mean, self.bn_step_var = [], []
+        self.bn_stats_seen = None
+        if not self.per_step_bn:
+            return
+        rows = max(self.inner_steps, self.eval_steps) + 1
+        self._bn_rows = rows
+        for k, layer in enumerate(self.runner.bn_layers):
+            c = int(layer.gamma.shape[0] if layer.scale else layer.beta.shape[0])
+            self.bn_step_gamma.append(
+                self.add_weight(shape=(rows, c), initializer="ones", name=f"bn{k}_step_gamma")
+                if layer.scale
+                else None
+            )
+            self.bn_step_beta.append(
+                self.add_weight(shape=(rows, c), initializer="zeros", name=f"bn{k}_step_beta")
+                if layer.center
+                else None
+            )
+            self.bn_step_mean.append(
+                self.add_weight(shape=(rows, c), initializer="zeros", trainable=False, name=f"bn{k}_step_mean")
+            )
+            self.bn_step_var.append(
+                self.add_weight(shape=(rows, c), initializer="ones", trainable=False, name=f"bn{k}_step_var")
+            )
+
+    # ------------------------------------------------------------------ core
+    def _is_classification(self, labels) -> bool:
+        if self.task != "auto":
+            return self.task == "classification"
+        return labels.dtype.is_integer
+
+    def _forward(self, params, x, step: int, *, use_running: bool = False, collect=None):
+        kwargs = {}
+        if self.per_step_bn:
+            idx = min(step, self._bn_rows - 1)
+            kwargs["bn_params"] = {
+                k: (
+                    None if g is None else g[idx],
+                    None if b is None else b[idx],
+                )
+                for k, (g, b) in enumerate(zip(self.bn_step_gamma, self.bn_step_beta))
+            }
+            if use_running:
+                kwargs["bn_stats"] = {
+                    k: (m[idx], v[idx]) for k, (m, v) in enumerate(zip(self.bn_step_mean, self.bn_step_var))
+                }
+        return self.runner(params, x, collect=collect, **kwargs)
+
+    def _task_loss(self, outputs, labels, classification: bool, ways=None):
+        """Per-task loss `[T]`."""
+        if classification:
+            logits = _mask_logits(outputs, ways)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(labels, tf.int32), logits=logits
+            )
+            return tf.reduce_mean(ce, axis=1)
+        labels = tf.cast(labels, outputs.dtype)
+        labels = tf.reshape(labels, tf.shape(outputs))
+        err = tf.reshape(tf.square(outputs - labels), [tf.shape(outputs)[0], -1])
+        return tf.reduce_mean(err, axis=1)
+
+    def _lr(self, j: int, step: int):
+        if self.meta_sgd:
+            return self.inner_lr_vars[j]
+        if self.learn_step_lrs:
+            return self.inner_lr_vars[j][min(step, self.inner_lr_vars[j].shape[0] - 1)]
+        return self.inner_lr
+
+    def inner_loop(
+        self,
+        support_x,
+        support_y,
+        steps: int,
+        order: int,
+        *,
+        query_x=None,
+        query_y=None,
+        ways=None,
+        use_running: bool = False,
+        collect_stats: bool = False,
+    ):
+        """Adapts per-task weights on the support sets: the one inner loop of every variant.
+
+        Args:
+            support_x: `[T, S, ...]` support inputs.
+            support_y: `[T, S]` int labels or `[T, S, ...]` float targets.
+            steps: Number of inner gradient steps.
+            order: 2 keeps the graph of the inner gradients (second order); 1 or 0 treats
+                them as constants.
+            query_x: Optional `[T, Q, ...]`; with `query_y`, the per-task query losses after
+                each step are returned (the last one always, earlier ones for the
+                multi-step loss).
+            query_y: Optional query labels/targets.
+            ways: Optional number of classes (logits past it are masked).
+            use_running: Normalise BN with the per-step running statistics.
+            collect_stats: Return the BN batch statistics of every forward pass.
+
+        Returns:
+            `(params, query_losses, query_outputs, stats)`: adapted weights (each
+            `[T, *shape]`), a list of per-task query losses `[T]` (one per step with the
+            multi-step loss, else one), the final query outputs and
+            `{step index: [(mean, var), ...]}` BN statistics (when `collect_stats`).
+        """
+        classification = self._is_classification(support_y)
+        tasks = tf.shape(support_x)[0]
+        params = tile_params([v.value for v in self.runner.variables], tasks)
+        stats = {}
+        query_losses = []
+        want_query = query_x is not None and query_y is not None
+        for s in range(steps):
+            collect = [] if collect_stats else None
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                watched = [params[i] for i in self._adapted]
+                for p in watched:
+                    tape.watch(p)
+                out = self._forward(params, support_x, s, use_running=use_running, collect=collect)
+                loss = tf.reduce_sum(self._task_loss(out, support_y, classification, ways))
+            grads = tape.gradient(loss, watched, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            if collect_stats:
+                stats[s] = collect
+            params = list(params)
+            for j, (i, g) in enumerate(zip(self._adapted, grads)):
+                if order < 2:
+                    g = tf.stop_gradient(g)
+                params[i] = params[i] - self._lr(j, s) * g
+            if want_query and self.multi_step_loss and s < steps - 1:
+                q = self._forward(params, query_x, s + 1, use_running=use_running)
+                query_losses.append(self._task_loss(q, query_y, classification, ways))
+        query_out = None
+        if query_x is not None:
+            collect = [] if collect_stats else None
+            query_out = self._forward(params, query_x, steps, use_running=use_running, collect=collect)
+            if collect_stats:
+                stats[steps] = collect
+            if query_y is not None:
+                query_losses.append(self._task_loss(query_out, query_y, classification, ways))
+        return params, query_losses, query_out, stats
+
+    def _msl_weights(self, steps: int):
+        optimizer = getattr(self, "optimizer", None)
+        it = tf.cast(optimizer.iterations, tf.float32) if optimizer is not None else tf.constant(0.0)
+        n = float(steps)
+        decay = 1.0 / n / self.msl_anneal_steps
+        floor = 0.03 / n
+        early = tf.maximum(1.0 / n - it * decay, floor)
+        last = tf.minimum(1.0 / n + it * (n - 1) * decay, 1.0 - (n - 1) * floor)
+        return [early] * (steps - 1) + [last]
+
+    def _meta_loss(self, data, training: bool):
+        (sx, sy, qx), qy = _unpack(data)
+        classification = self._is_classification(sy)
+        steps = self.inner_steps if training else self.eval_steps
+        use_running = (not training) and self.bn_test_stats == "running"
+        collect = training and self.per_step_bn
+        order = self.order if training else 0
+        _, losses, out, stats = self.inner_loop(
+            sx, sy, steps, order, query_x=qx, query_y=qy,
+            use_running=use_running, collect_stats=collect,
+        )
+        if training and self.multi_step_loss and len(losses) > 1:
+            weights = self._msl_weights(len(losses))
+            per_task = tf.add_n([w * l for w, l in zip(weights, losses)])
+        else:
+            per_task = losses[-1]
+        return tf.reduce_mean(per_task), losses[-1], out, stats, classification
+
+    def _update_metrics(self, loss, out, qy, classification):
+        self.loss_tracker.update_state(loss)
+        if classification:
+            pred = tf.argmax(out, axis=-1, output_type=tf.int32)
+            acc = tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(qy, tf.int32)), tf.float32))
+            self.accuracy_tracker.update_state(acc)
+            return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+        mse = tf.reduce_mean(tf.square(out - tf.reshape(tf.cast(qy, out.dtype), tf.shape(out))))
+        self.mse_tracker.update_state(mse)
+        return {"loss": self.loss_tracker.result(), "mse": self.mse_tracker.result()}
+
+    def _update_running_stats(self, stats):
+        m = self.bn_momentum
+        for idx, per_bn in stats.items():
+            row = min(idx, self._bn_rows - 1)
+            for k, (mean, var) in enumerate(per_bn):
+                for store, value in ((self.bn_step_mean[k], mean), (self.bn_step_var[k], var)):
+                    old = store.value
+                    new = tf.tensor_scatter_nd_update(
+                        old, [[row]], [m * old[row] + (1.0 - m) * tf.stop_gradient(value)]
+                    )
+                    store.assign(new)
+
+    def train_step(self, data):
+        """One meta-update on a meta-batch `((support_x, support_y, query_x), query_y)`."""
+        with tf.GradientTape() as tape:
+            loss, final, out, stats, classification = self._meta_loss(data, training=True)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self.optimizer.apply_gradients(pairs)
+        if stats:
+            self._update_running_stats(stats)
+        return self._update_metrics(tf.reduce_mean(final), out, _unpack(data)[1], classification)
+
+    def test_step(self, data):
+        """Adapts on each task's support set (`eval_steps`) and scores its queries."""
+        _, final, out, _, classification = self._meta_loss(data, training=False)
+        return self._update_metrics(tf.reduce_mean(final), out, _unpack(data)[1], classification)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker, self.mse_tracker]
+
+    def compile(self, optimizer="adam", jit_compile: bool = False, **kwargs):
+        """`keras.Model.compile`; XLA is off by default (slower on CPU for this workload)."""
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def call(self, x, training=None):
+        """Outputs of the meta-initialisation (no adaptation), BN with batch statistics."""
+        x = tf.convert_to_tensor(x)
+        params = tile_params([v.value for v in self.runner.variables], 1)
+        return self._forward(params, x[tf.newaxis], 0)[0]
+
+    # ------------------------------------------------------------------ adaptation
+    def _adapt_fn(self, steps: int):
+        cache = self.__dict__.setdefault("_adapt_fns", {})
+        if steps not in cache:
+            def fn(sx, sy):
+                params, _, _, _ = self.inner_loop(sx[tf.newaxis], sy[tf.newaxis], steps, 0)
+                return [p[0] for p in params]
+
+            cache[steps] = tf.function(fn, reduce_retracing=True, autograph=False)
+        return cache[steps]
+
+    def adapt(self, support_x, support_y, steps: int | None = None) -> keras.Model:
+        """Fine-tunes a copy of the meta-learned model on one support set.
+
+        Args:
+            support_x: `[S, ...]` support inputs.
+            support_y: `[S]` integer labels 0..N-1 (classification) or `[S, ...]` targets.
+            steps: Inner steps; defaults to `eval_steps`.
+
+        Returns:
+            A new `keras.Model` (a clone of the wrapped model) holding the adapted weights;
+            its BatchNorm moving statistics are those of the support set, so it can be
+            called in inference mode on any number of queries.
+
+        Example:
+
+        >>> adapted = maml.adapt(task.support_x, task.support_y, steps=10)
+        >>> adapted.predict(x_grid)
+        """
+        steps = self.eval_steps if steps is None else check_positive_int(steps, "steps")
+        classification = self.task == "classification" or (
+            self.task == "auto" and np.issubdtype(np.asarray(support_y).dtype, np.integer)
+        )
+        if classification:
+            support_x, support_y, _, _ = check_support_set(support_x, support_y)
+        else:
+            support_x = np.asarray(support_x, np.float32)
+            support_y = np.asarray(support_y, np.float32)
+            if len(support_x) == 0 or len(support_x) != len(support_y):
+                raise ValueError(
+                    "`support_x` and `support_y` must be non-empty and of equal length; received "
+                    f"{len(support_x)} and {len(support_y)}."
+                )
+        expected = tuple(self.network.input_shape[1:])
+        if tuple(support_x.shape[1:]) != expected:
+            raise ValueError(
+                f"`support_x` examples must have shape {expected}; received {support_x.shape[1:]}."
+            )
+        params = self._adapt_fn(steps)(tf.constant(support_x), tf.constant(support_y))
+        clone = keras.models.clone_model(self.network)
+        clone.set_weights(self.network.get_weights())
+        for var, value in zip(clone.trainable_variables, params):
+            var.assign(value)
+        self._set_clone_bn(clone, support_x, steps)
+        return clone
+
+    def _set_clone_bn(self, clone, support_x, steps):
+        bns = [l for l in _all_sublayers(clone) if isinstance(l, keras.layers.BatchNormalization)]
+        if not bns:
+            return
+        if self.per_step_bn:
+            row = min(steps, self._bn_rows - 1)
+            for k, layer in enumerate(bns):
+                if self.bn_step_gamma[k] is not None:
+                    layer.gamma.assign(self.bn_step_gamma[k][row])
+                if self.bn_step_beta[k] is not None:
+                    layer.beta.assign(self.bn_step_beta[k][row])
+        saved = [layer.momentum for layer in bns]
+        try:
+            for layer in bns:
+                layer.momentum = 0.0
+            clone(tf.constant(support_x), training=True)
+        finally:
+            for layer, m in zip(bns, saved):
+                layer.momentum = m
+
+    # ------------------------------------------------------------------ few-shot protocol
+    def few_shot_core(self, support_x, support_y, query_x):
+        """`[Q, units]` probabilities for one episode with static shapes (XLA-compilable).
+
+        Adapts on the support set for `eval_steps` steps inside the graph; classes past
+        `max(support_y)` get probability 0.
+        """
+        support_y = tf.cast(support_y, tf.int32)
+        ways = tf.reduce_max(support_y) + 1
+        use_running = self.bn_test_stats == "running"
+        _, _, out, _ = self.inner_loop(
+            support_x[tf.newaxis], support_y[tf.newaxis], self.eval_steps, 0,
+            query_x=query_x[tf.newaxis], ways=ways, use_running=use_running,
+        )
+        return tf.nn.softmax(_mask_logits(out, ways)[0], axis=-1)
+
+    def few_shot_logits(self, support_x, support_y, query_x, ways):
+        """`[Q, ways]` logits after adapting on the support set (log-probabilities)."""
+        probs = self.few_shot_core(support_x, support_y, query_x)
+        return tf.math.log(tf.maximum(probs[:, :ways], 1e-30))
+
+    def few_shot_probabilities(self, support_x, support_y, query_x):
+        """`[Q, N]` probabilities after adaptation, `N = max(support_y) + 1`."""
+        ways = tf.reduce_max(tf.cast(support_y, tf.int32)) + 1
+        return self.few_shot_core(support_x, support_y, query_x)[:, :ways]
+
+    def serving_endpoints(self) -> dict:
+        """`serving_default`: outputs of the meta-initialisation (no adaptation)."""
+        spec = self._example_spec()
+
+        def outputs(x):
+            return {"outputs": self.call(x)}
+
+        return {"serving_default": (outputs, [tf.TensorSpec((None,) + spec, tf.float32, name="x")])}
+
+    def adaptation_metadata(self) -> dict:
+        """The inner-loop settings recorded in tfmeta.json."""
+        return {
+            "inner_steps": self.eval_steps,
+            "train_inner_steps": self.inner_steps,
+            "inner_lr": self.inner_lr,
+            "order": self.order,
+            "inner_layers": self.inner_layers,
+            "meta_sgd": self.meta_sgd,
+            "learn_step_lrs": self.learn_step_lrs,
+            "multi_step_loss": self.multi_step_loss,
+            "per_step_bn": self.per_step_bn,
+            "batch_norm": (
+                "per-step running statistics" if self.bn_test_stats == "running"
+                else "batch statistics of the support set (inner loop) and query set (transductive)"
+            ),
+            "output_units": int(self.network.output_shape[-1]),
+        }
+
+    def export(self, base_dir: str, metadata: dict | None = None, version: int | None = None) -> str:
+        """Exports `serving_default` and `few_shot` (adaptation inside the graph).
+
+        The number of adaptation steps and the inner learning rate go to `tfmeta.json`
+        under `"adaptation"`.
+        """
+        meta = {"adaptation": self.adaptation_metadata()}
+        meta.update(metadata or {})
+        return super().export(base_dir, metadata=meta, version=version)
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_fn(self):
+        fn = self.__dict__.get("_eval_batch_fn")
+        if fn is None:
+            def evaluate_batch(sx, sy, qx, qy):
+                classification = self._is_classification(sy)
+                _, losses, out, _ = self.inner_loop(
+                    sx, sy, self.eval_steps, 0, query_x=qx, query_y=qy,
+                    use_running=self.bn_test_stats == "running",
+                )
+                if classification:
+                    pred = tf.argmax(out, -1, output_type=tf.int32)
+                    return tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(qy, tf.int32)), tf.float32), 1)
+                return losses[-1]
+
+            fn = tf.function(evaluate_batch, reduce_retracing=True, autograph=False)
+            self.__dict__["_eval_batch_fn"] = fn
+        return fn
+
+    def evaluate_tasks(self, tasks, episodes: int = 600, seed: int = 1234, meta_batch: int = 25) -> dict:
+        """Adapts to `episodes` test tasks and reports the mean score with a 95% CI.
+
+        Args:
+            tasks: A `tfmeta.data.EpisodeSampler` (classification: accuracy) or
+                `tfmeta.data.sinusoid.SinusoidTasks` (regression: MSE) - anything with a
+                `dataset(meta_batch, episodes, seed)` method.
+            episodes: Number of test tasks (600 as in the papers).
+            seed: Seed of the test tasks.
+            meta_batch: Tasks adapted together (does not change the result).
+
+        Returns:
+            `{"accuracy" or "mse", "ci95", "episodes"}`.
+        """
+        episodes = check_positive_int(episodes, "episodes")
+        meta_batch = min(check_positive_int(meta_batch, "meta_batch"), episodes)
+        batches = -(-episodes // meta_batch)
+        fn = self._eval_fn()
+        values, classification = [], None
+        for (sx, sy, qx), qy in tasks.dataset(meta_batch=meta_batch, episodes=batches, seed=seed):
+            classification = sy.dtype.is_integer if self.task == "auto" else self.task == "classification"
+            values.extend(fn(sx, sy, qx, qy).numpy().tolist())
+        values = values[:episodes]
+        mean, ci = mean_confidence_interval(values)
+        key = "accuracy" if classification else "mse"
+        return {key: mean, "ci95": ci, "episodes": len(values)}
+
+    def evaluate_episodes(
+        self, x, y, ways: int, shots: int, queries: int = 15, episodes: int = 600, seed: int = 1234
+    ) -> dict:
+        """Mean accuracy and 95% CI over `episodes` N-way K-shot episodes from `(x, y)`."""
+        from tfmeta.data.episodes import EpisodeSampler
+
+        sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
+        result = self.evaluate_tasks(sampler, episodes=episodes, seed=seed)
+        result.update(ways=ways, shots=shots)
+        return result
+
+
+def _unpack(data):
+    """`((support_x, support_y, query_x), query_y)` from a Keras data tuple."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if y is None:
+        x, y = x
+    if not isinstance(x, (tuple, list)) or len(x) != 3:
+        raise ValueError(
+            "MAML expects elements ((support_x, support_y, query_x), query_y); received x with "
+            f"structure {tf.nest.map_structure(lambda t: getattr(t, 'shape', t), x)}."
+        )
+    return tuple(x), y
+
+
+def _mask_logits(outputs, ways):
+    if ways is None:
+        return outputs
+    units = tf.shape(outputs)[-1]
+    keep = tf.range(units) < tf.cast(ways, tf.int32)
+    return tf.where(keep, outputs, tf.cast(_NEG, outputs.dtype))
+
+
+def _all_sublayers(model) -> list:
+    out = []
+    for layer in getattr(model, "layers", None) or []:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_sublayers(layer))
+    return out
+
+
+__all__ = ["MAML"]
