@@ -21,6 +21,7 @@ import keras  # noqa: E402
 
 import tfmeta  # noqa: E402
 from tfmeta.data import EpisodeSampler  # noqa: E402
+from tfmeta.data.augment import RandomAffine  # noqa: E402
 from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
 
 
@@ -58,6 +59,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", default=None, help="export base dir")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--augment", default="affine", choices=("affine", "none"))
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
@@ -73,7 +75,7 @@ def main(argv=None) -> dict:
     model.compile(optimizer=keras.optimizers.Adam(lr))
     ds = EpisodeSampler(
         train.x, train.y, args.ways, args.shots, args.queries, seed=args.seed
-    ).dataset()
+    ).dataset(augment=RandomAffine() if args.augment == "affine" else None)
     start = time.time()
     model.fit(
         ds,

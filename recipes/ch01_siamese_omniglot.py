@@ -81,66 +81,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def random_affine(images, max_shift=2.0, max_rotation=0.15, max_shear=0.15, max_scale=0.1):
-    """Small random affine distortions (Koch et al. 2015) of a batch `[B, H, W, C]`.
-
-    Rotation and shear in radians, shift in pixels, scale as a relative change.
-    """
-    import tensorflow as tf
-
-    b = tf.shape(images)[0]
-    size = tf.cast(tf.shape(images)[1:3], tf.float32)
-    cy, cx = (size[0] - 1.0) / 2.0, (size[1] - 1.0) / 2.0
-    rot = tf.random.uniform([b], -max_rotation, max_rotation)
-    shear = tf.random.uniform([b], -max_shear, max_shear)
-    scale = tf.random.uniform([b], 1.0 - max_scale, 1.0 + max_scale)
-    tx = tf.random.uniform([b], -max_shift, max_shift)
-    ty = tf.random.uniform([b], -max_shift, max_shift)
-    # Output pixel (x, y) samples input M @ ((x, y) - c) + c + t.
-    a0, a1 = tf.cos(rot) / scale, -tf.sin(rot + shear) / scale
-    b0, b1 = tf.sin(rot) / scale, tf.cos(rot + shear) / scale
-    t0 = cx - a0 * cx - a1 * cy + tx
-    t1 = cy - b0 * cx - b1 * cy + ty
-    zeros = tf.zeros([b])
-    transforms = tf.stack([a0, a1, t0, b0, b1, t1, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
-
-
 def training_dataset(train, args):
-    """Pair batches or episodes over the training classes, with optional distortions."""
-    import tensorflow as tf
-
+    """Pair batches or episodes over the training classes, with optional distortions
+    (`tfmeta.data.augment.RandomAffine`: Koch et al.'s small affine distortions, seeded)."""
     from tfmeta.data import EpisodeSampler, PairSampler
+    from tfmeta.data.augment import RandomAffine
 
-    augment = not args.no_augment
+    augment = None if args.no_augment else RandomAffine(rotation=8.6, shift=2.0, scale=0.1, shear=8.6)
     if args.train_on == "pairs":
-        ds = PairSampler(train.x, train.y, seed=args.seed).dataset(args.batch_size)
-        if augment:
-            ds = ds.map(
-                lambda x, s: ((random_affine(x[0]), random_affine(x[1])), s),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        return ds
+        return PairSampler(train.x, train.y, seed=args.seed).dataset(args.batch_size, augment=augment)
     sampler = EpisodeSampler(
         train.x, train.y, ways=args.ways, shots=1, queries=args.queries, seed=args.seed
     )
-    ds = sampler.dataset(meta_batch=1)
-    if augment:
-        ds = ds.map(
-            lambda x, qy: (
-                (random_affine(x[0][0])[None], x[1], random_affine(x[2][0])[None]),
-                qy,
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return ds
+    return sampler.dataset(meta_batch=1, augment=augment)
 
 
 class TimeBudget:

@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 import tfmeta  # noqa: E402
 from tfmeta.data import EpisodeSampler, PairSampler  # noqa: E402
+from tfmeta.data.augment import RandomAffine  # noqa: E402
 from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
 
 SETTINGS = ((5, 1), (5, 5), (20, 1), (20, 5))
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training steps of the matching and relation networks")
     p.add_argument("--siamese-steps", type=int, default=400)
     p.add_argument("--relation-loss", default="mse", choices=("mse", "cross_entropy"))
+    p.add_argument("--augment", default="affine", choices=("affine", "none"),
+                   help="random affine distortions of training images (Koch et al.), or none")
     p.add_argument("--learners", default="protonet,matching,relation,siamese")
     p.add_argument("--export-dir", default="saved_models/omniglot_protonet")
     p.add_argument("--out-dir", default="recipe_outputs")
@@ -81,10 +84,17 @@ def encoder(args, shape):
     return tfmeta.backbones.conv4(shape, filters=16 if args.quick else 64)
 
 
+def augmenter(args):
+    """Small random affine distortions of the training images (Koch et al. 2015), or None."""
+    return RandomAffine(rotation=10, shift=2, scale=0.1, shear=10) if args.augment == "affine" else None
+
+
 def train_episodic(model, train, ways, shots, queries, steps, args, label):
     """Compiles and fits an episodic metric learner; returns its training seconds."""
     model.compile(optimizer=keras.optimizers.Adam(lr_schedule(1e-3, steps)))
-    ds = EpisodeSampler(train.x, train.y, ways, shots, queries, seed=args.seed).dataset()
+    ds = EpisodeSampler(train.x, train.y, ways, shots, queries, seed=args.seed).dataset(
+        augment=augmenter(args)
+    )
     per_epoch = min(100, steps)
     start = time.time()
     hist = model.fit(ds, steps_per_epoch=per_epoch, epochs=max(1, steps // per_epoch),
@@ -99,7 +109,7 @@ def train_siamese(train, args, shape):
     model = tfmeta.SiameseNetwork(encoder(args, shape), input_shape=shape, objective="koch")
     steps = args.siamese_steps
     model.compile(optimizer=keras.optimizers.Adam(lr_schedule(1e-3, steps)))
-    ds = PairSampler(train.x, train.y, seed=args.seed).dataset(128)
+    ds = PairSampler(train.x, train.y, seed=args.seed).dataset(128, augment=augmenter(args))
     per_epoch = min(100, steps)
     start = time.time()
     model.fit(ds, steps_per_epoch=per_epoch, epochs=max(1, steps // per_epoch),

@@ -123,3 +123,19 @@ def test_image_classification_from_tf_data_and_folder(tmp_path, digits):
     am2 = tfmeta.AutoModel(max_trials=1, epochs=1, seed=0, verbose=0, directory=str(tmp_path), project_name="f", strategy="random")
     am2.fit(str(tmp_path / "imgs"))
     assert list(am2.classes_) == ["even", "odd"] and am2.input_shape_ == (8, 8, 1)  # grayscale PNGs
+
+
+def test_refit_retrains_the_best_architecture_on_all_training_data(fitted_wine, wine, tmp_path):
+    x_tr, x_te, y_tr, y_te = wine
+    am = fitted_wine
+    best = am.leaderboard()[0]
+    # The refit trains for the best trial's best epoch count (early stopping), at least one.
+    assert 1 <= am.refit_epochs_ <= am.epochs
+    assert am.score(x_te, y_te) > 0.85
+    # With explicit validation data nothing is held back from training, so there is no refit;
+    # the kept model is then the search's best checkpoint.
+    n = len(x_tr) * 4 // 5
+    plain = _table_model(tmp_path, refit=True).fit(x_tr[:n], y_tr[:n], validation_data=(x_tr[n:], y_tr[n:]))
+    assert plain.refit_epochs_ is None
+    assert plain.leaderboard()[0]["architecture"] == plain.best_architecture_
+    assert best["architecture"] == am.best_architecture_

@@ -55,6 +55,9 @@ class AutoModel(BaseEstimator):
         learners: Few-shot candidates, a subset of `("protonet", "maml", "siamese")`.
         ways: Ways of the few-shot validation episodes (and training episodes).
         shots: Shots of the few-shot validation episodes.
+        refit: Classification/regression: after the search, retrain the best architecture on
+            all the training data (the validation split included) for the best trial's epoch
+            count. Skipped when `validation_data` is given or `max_time` is spent.
         verbose: 0 silent, 1 one progress line per trial.
 
     Fitted attributes: `model_` (Keras model taking raw inputs), `classes_`, `task_kind_`,
@@ -78,6 +81,7 @@ class AutoModel(BaseEstimator):
         learners: tuple[str, ...] = ("protonet", "maml", "siamese"),
         ways: int = 5,
         shots: int = 1,
+        refit: bool = True,
         verbose: int = 1,
     ):
         self.task = task
@@ -95,6 +99,7 @@ class AutoModel(BaseEstimator):
         self.learners = learners
         self.ways = ways
         self.shots = shots
+        self.refit = refit
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -230,8 +235,10 @@ class AutoModel(BaseEstimator):
         )
         self._report_trials(search, classification)
         stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True)
-        search.search(x_tr, y_tr, validation_data=(xv, yv), epochs=self.epochs, batch_size=self.batch_size,
-                      callbacks=[stop], verbose=0)
+        with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
+            warnings.filterwarnings("ignore", message="Gradients do not exist")
+            search.search(x_tr, y_tr, validation_data=(xv, yv), epochs=self.epochs, batch_size=self.batch_size,
+                          callbacks=[stop], verbose=0)
         completed = search.completed()
         if not completed:
             raise RuntimeError("The search finished no trial: raise `max_time` or `max_trials`.")
@@ -249,6 +256,29 @@ class AutoModel(BaseEstimator):
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             self.model_ = search.best_model()
         self.search_ = search.summary()
+        self.refit_epochs_ = None
+        out_of_time = self.max_time is not None and time.time() - self._start >= self.max_time
+        if self.refit and validation_data is None and not out_of_time:
+            self._refit_best(search, x, y)
+
+    def _refit_best(self, search, x, y) -> None:
+        """Retrains the best architecture on all of `x` (search split + validation split).
+
+        The search scores trials on a held-out split; once the architecture is chosen, that split
+        is training data too (AutoKeras's final fit does the same). The refit trains for the best
+        trial's best epoch count, so it needs no validation data of its own.
+        """
+        best = search.oracle.get_best_trials(1)[0]
+        epochs = int(best.best_step or 0) + 1
+        keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
+        model = search.build_best_model()
+        with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
+            warnings.filterwarnings("ignore", message="Gradients do not exist")
+            model.fit(x, y, epochs=epochs, batch_size=self.batch_size, verbose=0)
+        self.model_ = model
+        self.refit_epochs_ = epochs
+        self._log(f"[refit] best architecture on all {len(x)} examples for {epochs} epochs  "
+                  f"elapsed={time.time() - self._start:.0f}s")
 
     def _progress(self, trial: dict, best_score: float, n_done: int) -> None:
         total = self.max_trials

@@ -117,15 +117,18 @@ class EpisodeSampler:
         query_idx = tf.reshape(idx[:, self.shots :], [-1])
         return support_idx, query_idx
 
-    def _episode(self, seed):
+    def _episode(self, seed, augment=None):
         support_idx, query_idx = self._sample_indices(seed)
         images = self._images()
         support_y = tf.repeat(tf.range(self.ways, dtype=tf.int32), self.shots)
         query_y = tf.repeat(tf.range(self.ways, dtype=tf.int32), self.queries)
-        return (
-            (tf.gather(images, support_idx), support_y, tf.gather(images, query_idx)),
-            query_y,
-        )
+        support_x, query_x = tf.gather(images, support_idx), tf.gather(images, query_idx)
+        if augment is not None:
+            support_seed, query_seed = tf.unstack(
+                tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 1), 2)
+            )
+            support_x, query_x = augment(support_x, support_seed), augment(query_x, query_seed)
+        return (support_x, support_y, query_x), query_y
 
     def sample(self, seed: int | None = None) -> Episode:
         """Draws one episode eagerly and returns it as numpy arrays (no task axis)."""
@@ -140,6 +143,7 @@ class EpisodeSampler:
         episodes: int | None = None,
         seed: int | None = None,
         map_fn=None,
+        augment=None,
     ) -> tf.data.Dataset:
         """Returns a tf.data pipeline of episodes with a leading task axis of `meta_batch`.
 
@@ -149,7 +153,10 @@ class EpisodeSampler:
                 `steps_per_epoch` in `fit`).
             seed: Pipeline seed; defaults to the sampler's seed (0 when that is None).
             map_fn: Optional function applied to each episode `((sx, sy, qx), qy)` before
-                batching (for example, augmentation).
+                batching.
+            augment: Optional `augment(images, seed) -> images` applied to the support and
+                the query images with a stateless seed drawn from the episode's own seed, so
+                the pipeline stays repeatable (for example `tfmeta.data.augment.RandomAffine()`).
 
         Returns:
             A `tf.data.Dataset` of `((support_x, support_y, query_x), query_y)`.
@@ -160,7 +167,7 @@ class EpisodeSampler:
         ds = tf.data.Dataset.random(seed=seed).map(
             lambda s: tf.stack([s, tf.constant(seed, tf.int64)])
         )
-        ds = ds.map(self._episode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda s: self._episode(s, augment), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if map_fn is not None:
             ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(meta_batch, drop_remainder=True)

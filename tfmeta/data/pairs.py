@@ -62,7 +62,7 @@ class PairSampler:
                 self._x_tensor = tf.constant(self.x)
         return self._x_tensor
 
-    def _pairs(self, seed, batch_size: int):
+    def _pairs(self, seed, batch_size: int, augment=None):
         n_same = batch_size // 2
         n_diff = batch_size - n_same
         s = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
@@ -94,7 +94,13 @@ class PairSampler:
         idx = tf.gather(idx, order)
         same = tf.gather(same, order)
         images = self._images()
-        return (tf.gather(images, idx[:, 0]), tf.gather(images, idx[:, 1])), same
+        x1, x2 = tf.gather(images, idx[:, 0]), tf.gather(images, idx[:, 1])
+        if augment is not None:
+            s1, s2 = tf.unstack(
+                tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 1), 2)
+            )
+            x1, x2 = augment(x1, s1), augment(x2, s2)
+        return (x1, x2), same
 
     def sample(self, batch_size: int, seed: int | None = None):
         """Draws one batch of pairs eagerly: `((x1, x2), same)` as numpy arrays."""
@@ -105,7 +111,7 @@ class PairSampler:
         return (x1.numpy(), x2.numpy()), same.numpy()
 
     def dataset(
-        self, batch_size: int = 128, batches: int | None = None, seed: int | None = None
+        self, batch_size: int = 128, batches: int | None = None, seed: int | None = None, augment=None
     ) -> tf.data.Dataset:
         """Returns a tf.data pipeline of balanced pair batches `((x1, x2), same)`.
 
@@ -113,6 +119,9 @@ class PairSampler:
             batch_size: Pairs per batch (half same, half different).
             batches: Number of batches; `None` repeats forever.
             seed: Pipeline seed; defaults to the sampler's seed (0 when that is None).
+            augment: Optional `augment(images, seed) -> images` (for example
+                `tfmeta.data.augment.RandomAffine()`, Koch et al.'s affine distortions), applied
+                to both sides of every pair with a seed drawn from the batch's own seed.
         """
         batch_size = check_positive_int(batch_size, "batch_size", 2)
         seed = self.seed if seed is None else seed
@@ -121,7 +130,7 @@ class PairSampler:
             lambda s: tf.stack([s, tf.constant(seed + 1, tf.int64)])
         )
         ds = ds.map(
-            lambda s: self._pairs(s, batch_size),
+            lambda s: self._pairs(s, batch_size, augment),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
