@@ -23,6 +23,9 @@ setup(
         "tensorflow>=2.16,<2.22",
         "keras>=3.3,<3.16",
         "keras-tuner>=1.4.7,<1.5",
+        # KerasTuner's Tuner.run_trial imports tensorboard on the TensorFlow backend, and
+        # TensorFlow 2.21 no longer installs it: without it every trial fails.
+        "tensorboard>=2.16,<2.22",
         "autokeras>=2.0,<3.1",
         "tensorflow-datasets>=4.9,<4.10",
         "scikit-learn>=1.3,<1.10",

@@ -8,7 +8,7 @@ Usage:
 
 AutoKeras 3.0.0 needs two workarounds under Keras 3.15, applied here and reported in the JSON:
 its classification head passes a numpy integer as `Dense(units=...)` (we cast `units` to int),
-and it imports `tensorboard` (install it: `pip install tensorboard`).
+and it imports `tensorboard` (a tfmeta dependency, since KerasTuner needs it too).
 """
 
 from __future__ import annotations
