@@ -74,11 +74,34 @@ class ArchitectureHyperModel(keras_tuner.HyperModel):
             kwargs = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
             kwargs.update(self.compile_kwargs)
             model.compile(**kwargs)
+        build_optimizer(model)
         return model
+
+
+def build_optimizer(model: keras.Model) -> None:
+    """Creates a compiled model's optimizer variables before the first `fit`.
+
+    Keras otherwise creates them inside the first traced train step, and `tf.function` then
+    traces that step a second time: building them first saves one whole trace, about a
+    quarter of a small child's time to first step on a CPU.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built and model.trainable_variables:
+        optimizer.build(model.trainable_variables)
 
 
 class KerasArchitectureTuner(keras_tuner.Tuner):
     """KerasTuner `Tuner` training one child model per trial (KerasTuner's fit/checkpoint logic)."""
+
+    def _populate_initial_space(self):
+        # KerasTuner builds the hypermodel once here to discover conditional hyperparameters.
+        # A search space declares every decision up front and has no conditions, so declaring
+        # is enough; building would cost a whole child model (seconds) before the first trial.
+        if self.hypermodel is None:
+            return
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
 
 
 class FunctionTuner(base_tuner.BaseTuner):
