@@ -1,7 +1,7 @@
 """tfmeta.AutoModel against autokeras.ImageClassifier on scikit-learn's digits, side by side.
 
-Same split (75/25, stratified, `--split-seed`, 0 by default), same `max_trials` and epochs per trial. Prints JSON with
-each one's test accuracy and wall time.
+Same split (75/25, stratified, `--split-seed`, 0 by default), same `max_trials` and epochs per
+trial. Prints JSON with each one's test accuracy and wall time.
 
 Usage:
     python benchmarks/automodel_vs_autokeras.py --max-trials 3 --epochs 10 [--skip-autokeras]

@@ -346,10 +346,12 @@ class AutoModel(BaseEstimator):
             now = time.time()
             self._trial_seconds[trial.trial_id] = now - last[0]
             last[0] = now
-            done = [r for r in search.completed()]
-            best = max(sign * float(r["score"]) for r in done) if done else float("nan")
+            done = search.completed()
+            best = float("nan")
             if done:
-                self._drop_kept_models(str(max(done, key=lambda r: sign * float(r["score"]))["arch"]))
+                best_record = max(done, key=lambda r: sign * float(r["score"]))
+                best = sign * float(best_record["score"])
+                self._drop_kept_models(best_record["arch"])
             arch = search.space.from_hp_values(trial.hyperparameters.values)
             score = sign * float(trial.score) if trial.score is not None else float("nan")
             self._progress({"architecture": str(arch), "score": score}, best, len(done))
