@@ -1,5 +1,6 @@
 """AutoModel classification and regression: search, string labels, budgets, seeds, resume, export."""
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,10 @@ def test_export_gives_the_same_predictions_without_tfmeta(fitted_wine, wine, tmp
     # The signature takes the raw input dtype the user passed to fit (float64 here).
     spec = tf.saved_model.load(path).signatures["serving_default"].structured_input_signature[1]["x"]
     assert spec.dtype == tf.float64 and spec.shape.as_list() == [None, 13]
+    with open(os.path.join(path, "tfmeta.json")) as f:
+        meta = json.load(f)
+    assert meta["ensemble"] == {"members": 2, "combine": "mean of outputs", "refit_epochs": fitted_wine.epochs}
+    assert meta["class_names"] == ["class_0", "class_1", "class_2"]
 
 
 def test_resume_continues_the_search(wine, tmp_path):
@@ -132,10 +137,19 @@ def test_refit_retrains_the_best_architecture_on_all_training_data(fitted_wine, 
     # The refit trains for the whole epoch budget (the best epoch of a trial is never larger).
     assert am.refit_epochs_ == am.epochs
     assert am.score(x_te, y_te) > 0.85
+    # By default the refit model is averaged with the best trial's own trained model: two
+    # differently trained members whose mean is exactly what the AutoModel predicts.
+    refit_member, trial_member = am.members_
+    assert refit_member.count_params() == trial_member.count_params()
+    assert not all(np.array_equal(a, b) for a, b in zip(refit_member.get_weights(), trial_member.get_weights()))
+    members_proba = [m.predict(x_te, verbose=0) for m in am.members_]
+    np.testing.assert_allclose(am.predict_proba(x_te), np.mean(members_proba, axis=0), rtol=1e-5, atol=1e-6)
+    single = _table_model(tmp_path, project_name="single", max_trials=1, ensemble=False).fit(x_tr, y_tr)
+    assert single.members_ == [single.model_] and single.refit_epochs_ == single.epochs
     # With explicit validation data nothing is held back from training, so there is no refit;
     # the kept model is then the search's best checkpoint.
     n = len(x_tr) * 4 // 5
     plain = _table_model(tmp_path, refit=True).fit(x_tr[:n], y_tr[:n], validation_data=(x_tr[n:], y_tr[n:]))
-    assert plain.refit_epochs_ is None
+    assert plain.refit_epochs_ is None and plain.members_ == [plain.model_]
     assert plain.leaderboard()[0]["architecture"] == plain.best_architecture_
     assert best["architecture"] == am.best_architecture_
