@@ -144,3 +144,28 @@ def test_bad_counts_name_the_argument(kwargs, name):
     args = {"ways": 5, "shots": 1, "queries": 1, **kwargs}
     with pytest.raises(ValueError, match=f"`{name}`"):
         EpisodeSampler(x, y, **args)
+
+
+def test_class_groups_draw_each_episode_from_one_usable_group():
+    x, y = indexed_data(n_classes=20, per_class=10)
+    # Groups of 8, 7 and 5 classes: a 6-way episode can come from "a" or "b" only.
+    groups = {c: "a" if c < 8 else "b" if c < 15 else "c" for c in range(20)}
+    sampler = EpisodeSampler(x, y, ways=6, shots=1, queries=2, seed=0, class_groups=groups)
+    assert sampler.groups == ["a", "b"]
+    drawn = []
+    for (sx, sy, qx), qy in sampler.dataset(meta_batch=50, episodes=4):
+        for t in range(sx.shape[0]):
+            mapping = check_episode(y, sx[t].numpy(), sy[t].numpy(), qx[t].numpy(), qy[t].numpy(), 6, 1, 2)
+            episode_groups = {groups[c] for c in mapping.values()}
+            assert len(episode_groups) == 1
+            drawn.append(episode_groups.pop())
+    # Usable groups are equally likely (200 episodes: binomial sd ~7).
+    assert abs(drawn.count("a") - 100) < 30 and "c" not in drawn
+
+
+def test_class_groups_errors_name_the_argument():
+    x, y = indexed_data(n_classes=10)
+    with pytest.raises(ValueError, match=r"`ways`=6 .*largest of its 2 groups has 5"):
+        EpisodeSampler(x, y, ways=6, shots=1, queries=1, class_groups={c: c % 2 for c in range(10)})
+    with pytest.raises(ValueError, match=r"`class_groups` has no group for classes \[9\]"):
+        EpisodeSampler(x, y, ways=2, shots=1, queries=1, class_groups={c: 0 for c in range(9)})

@@ -63,10 +63,15 @@ class EpisodeSampler:
         shots: Support examples per class (K).
         queries: Query examples per class (Q).
         seed: Seed for `sample()` and the default seed of `dataset()`.
+        class_groups: Optional mapping `{class id: group}` (for Omniglot, the class's
+            alphabet). Each episode then draws all its classes from one group, chosen
+            uniformly among the groups with at least `ways` eligible classes: harder episodes
+            whose negatives look alike, like Lake's one-shot runs (one alphabet per run).
 
     Raises:
         ValueError: If the data cannot supply such an episode (too few classes, or too few
-            examples per class); the message names the argument and what the data holds.
+            examples per class, or no group with `ways` classes); the message names the
+            argument and what the data holds.
 
     Example:
 
@@ -75,9 +80,21 @@ class EpisodeSampler:
     >>> model.fit(ds, steps_per_epoch=100, epochs=10)
     """
 
-    def __init__(self, x, y, ways: int, shots: int, queries: int = 1, seed: int | None = None):
+    def __init__(
+        self,
+        x,
+        y,
+        ways: int,
+        shots: int,
+        queries: int = 1,
+        seed: int | None = None,
+        class_groups: dict | None = None,
+    ):
         x, y = as_labelled_arrays(x, y)
         self.classes = check_episode_request(y, ways, shots, queries)
+        self._group_of_class = None
+        if class_groups is not None:
+            self._group_of_class = self._group_table(class_groups, ways)
         self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.seed = seed
         self.x = x
@@ -88,6 +105,24 @@ class EpisodeSampler:
         self._max_count = int(table.shape[1])
         self._x_tensor = None
         self._rng = np.random.default_rng(seed)
+
+    def _group_table(self, class_groups: dict, ways: int) -> tf.Tensor:
+        """Group index of every eligible class, groups with fewer than `ways` classes = -1."""
+        missing = [int(c) for c in self.classes if int(c) not in class_groups]
+        if missing:
+            raise ValueError(f"`class_groups` has no group for classes {missing[:5]} (of {len(missing)}).")
+        names = [class_groups[int(c)] for c in self.classes]
+        unique, index = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
+        sizes = np.bincount(index, minlength=len(unique))
+        if sizes.max() < ways:
+            raise ValueError(
+                f"`ways`={ways} asks for more classes than any group of `class_groups` holds: the "
+                f"largest of its {len(unique)} groups has {int(sizes.max())} eligible classes."
+            )
+        usable = sizes >= ways
+        self.groups = [str(g) for g in unique[usable]]
+        remap = np.where(usable, np.cumsum(usable) - 1, -1)
+        return tf.constant(remap[index].astype(np.int32))
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -107,6 +142,10 @@ class EpisodeSampler:
         n_classes = tf.shape(self._counts)[0]
         class_seed, example_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         keys = tf.random.stateless_uniform([n_classes], class_seed)
+        if self._group_of_class is not None:  # one group per episode: other classes sort last
+            group_seed = tf.random.experimental.stateless_fold_in(class_seed, 7)
+            group = tf.random.stateless_uniform([], group_seed, 0, len(self.groups), tf.int32)
+            keys = tf.where(tf.equal(self._group_of_class, group), keys, 2.0)
         chosen = tf.argsort(keys)[: self.ways]
         counts = tf.gather(self._counts, chosen)
         cols = sample_without_replacement(
