@@ -139,6 +139,7 @@ def nuisance_classes(n_classes, per_class, seed, informative=4, nuisance=28):
         ("koch", "l1", "pairs", False),
         ("contrastive", "euclidean", "pairs", False),
         ("koch", "l1", "episodes", True),
+        ("contrastive", "euclidean", "softmax", False),
     ],
 )
 def test_learns_to_compare_held_out_classes(objective, distance, data, nonneg):
@@ -147,10 +148,10 @@ def test_learns_to_compare_held_out_classes(objective, distance, data, nonneg):
     encoder = tfmeta.backbones.mlp((32,), hidden=(64, 16))
     model = SiameseNetwork(
         encoder, input_shape=(32,), objective=objective, distance=distance, margin=3.0,
-        nonneg_weights=nonneg,
+        nonneg_weights=nonneg, episode_loss="softmax" if data == "softmax" else "pairs",
     )
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    if data == "episodes":
+    if data in ("episodes", "softmax"):
         ds = EpisodeSampler(xtr, ytr, ways=20, shots=2, queries=4, seed=0).dataset(meta_batch=2)
     else:
         ds = PairSampler(xtr, ytr, seed=0).dataset(batch_size=128)
@@ -158,7 +159,8 @@ def test_learns_to_compare_held_out_classes(objective, distance, data, nonneg):
     before = auc(model.similarity(a, b), same)
     chance = model.evaluate_episodes(xte, yte, ways=5, shots=1, queries=5, episodes=40)["accuracy"]
     history = model.fit(ds, steps_per_epoch=100, epochs=2, verbose=0)
-    assert set(history.history) >= {"loss", "pair_accuracy"}
+    metric = "episode_accuracy" if data == "softmax" else "pair_accuracy"
+    assert set(history.history) >= {"loss", metric}
     assert history.history["loss"][-1] < history.history["loss"][0]
     after = auc(model.similarity(a, b), same)
     # Similarity now ranks same pairs of unseen classes far above different pairs ...
@@ -271,3 +273,34 @@ def test_export_round_trip_identical_outputs(tmp_path, digits, objective, fresh_
     res = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(res["similarity"], want_sim, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res["probabilities"], want_probs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["koch", "contrastive"])
+def test_softmax_episode_loss_is_cross_entropy_of_few_shot_logits(digits, objective):
+    x, y = digits
+    model = SiameseNetwork(
+        tiny_encoder(), objective=objective, distance="euclidean", episode_loss="softmax"
+    )
+    model.compile(optimizer="adam")
+    sampler = EpisodeSampler(x, y, ways=5, shots=2, queries=3, seed=0)
+    (sx, sy, qx), qy = next(iter(sampler.dataset(meta_batch=2)))
+    got = model.evaluate((sx, sy, qx), qy, batch_size=2, verbose=0, return_dict=True)
+    losses, hits = [], []
+    for t in range(2):  # by hand, one task at a time, through the public few-shot API
+        logits = model.few_shot_logits(sx[t], sy[t], qx[t], 5).numpy().astype(np.float64)
+        m = logits.max(1, keepdims=True)
+        logp = logits - m - np.log(np.exp(logits - m).sum(1, keepdims=True))
+        losses.append(-logp[np.arange(15), qy[t].numpy()])
+        hits.append(logits.argmax(1) == qy[t].numpy())
+    assert got["loss"] == pytest.approx(np.concatenate(losses).mean(), rel=1e-4)
+    assert got["episode_accuracy"] == pytest.approx(np.concatenate(hits).mean())
+
+
+def test_softmax_episode_loss_errors():
+    with pytest.raises(ValueError, match="episode_loss"):
+        SiameseNetwork(tiny_encoder(), episode_loss="triplet")
+    x = np.zeros((8, 8, 8, 1), np.float32)
+    model = SiameseNetwork(tiny_encoder(), episode_loss="softmax")
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="episode_loss='softmax'.*pair data"):
+        model.fit((x, x), np.ones(8, np.float32), epochs=1, verbose=0)

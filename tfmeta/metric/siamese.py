@@ -34,7 +34,15 @@ What the model returns:
 The model trains on pair batches `((x1, x2), same)` from `PairSampler.dataset`, and also on the
 episodes `((support_x, support_y, query_x), query_y)` of `EpisodeSampler.dataset`: then every
 query is paired with every support example of its episode (one encoder pass per image, many
-pairs), and same/different pairs are weighted to equal total weight.
+pairs). What the loss does with those pairs is `episode_loss`:
+
+- `"pairs"` (default): each pair is one example of the objective's pair loss (contrastive or
+  binary cross-entropy), same/different pairs weighted to equal total weight.
+- `"softmax"`: the multi-class N-pair loss (Sohn 2016): the pair logits of one query against
+  all support classes (the same per-class logits as `few_shot_logits`) go through a softmax,
+  and the loss is the cross-entropy with the query's class, so every query is pulled to its
+  class *relative to* all the others at once, which is exactly the decision made at test
+  time. Reported as `episode_accuracy`. Needs episode data.
 
 Example:
 
@@ -62,6 +70,7 @@ from tfmeta.metric.losses import ContrastiveLoss, KochBinaryCrossentropy
 
 DISTANCES = ("l1", "euclidean", "cosine")
 OBJECTIVES = ("koch", "contrastive")
+EPISODE_LOSSES = ("pairs", "softmax")
 _EPS = 1e-12
 
 
@@ -164,11 +173,15 @@ class SiameseNetwork(FewShotMixin, keras.Model):
             free (`False`, the default, better on Omniglot's many classes); with very few
             training classes the free head can learn class-specific "same" detectors that do
             not transfer to new classes, and `True` generalises better.
+        episode_loss: How episodes are trained (see the module docstring): `"pairs"`, the
+            objective's pair loss on every query/support pair, or `"softmax"`, the N-pair
+            cross-entropy over each query's per-class pair logits. Pair batches always use
+            the pair loss, so `"softmax"` accepts episode data only.
         name: Model name.
 
     Raises:
         ValueError: On an unknown `objective` or `distance`, a non-positive `margin`, or an
-            `encoder` that is not a Keras layer/model.
+            `encoder` that is not a Keras layer/model, or an unknown `episode_loss`.
 
     Example:
 
@@ -187,12 +200,14 @@ class SiameseNetwork(FewShotMixin, keras.Model):
         distance: str = "l1",
         margin: float = 1.0,
         nonneg_weights: bool = False,
+        episode_loss: str = "pairs",
         name: str = "siamese_network",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         self.objective = _check_choice(objective, "objective", OBJECTIVES)
         self.distance = _check_choice(distance, "distance", DISTANCES)
+        self.episode_loss = _check_choice(episode_loss, "episode_loss", EPISODE_LOSSES)
         try:
             margin = float(margin)
         except (TypeError, ValueError):
@@ -284,7 +299,18 @@ class SiameseNetwork(FewShotMixin, keras.Model):
         es = tf.reshape(es, [t, s, -1])
         eq = tf.reshape(eq, [t, q, -1])
         out = self._pair_output(eq[:, :, tf.newaxis, :], es[:, tf.newaxis, :, :])  # [T,Q,S]
+        if self.episode_loss == "softmax":
+            return self._episode_class_logits(out, tf.cast(inputs[1], tf.int32))
         return tf.reshape(out, [-1])
+
+    def _episode_class_logits(self, pair_out, support_y):
+        """`[T * Q, N]` per-class logits (mean pair logit per class) from `[T, Q, S]` outputs."""
+        pair = pair_out if self.objective == "koch" else -pair_out
+        ways = tf.reduce_max(support_y) + 1
+        onehot = tf.one_hot(support_y, ways, dtype=pair.dtype)  # [T, S, N]
+        counts = tf.maximum(tf.reduce_sum(onehot, axis=1, keepdims=True), 1.0)  # [T, 1, N]
+        logits = tf.matmul(pair, onehot) / counts  # [T, Q, N]
+        return tf.reshape(logits, [-1, ways])
 
     @staticmethod
     def _episode_targets(support_y, query_y):
@@ -301,11 +327,20 @@ class SiameseNetwork(FewShotMixin, keras.Model):
         return tf.reshape(same, [-1]), tf.reshape(w, [-1])
 
     def _to_pair_data(self, data):
-        """Turns episode data into `(x, pair_labels, weights)`; pair data passes through."""
+        """Turns episode data into `(x, pair_labels, weights)` (or `(x, flat query labels)` for
+        `episode_loss="softmax"`); pair data passes through."""
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, (tuple, list)) and len(x) == 3:
+            if self.episode_loss == "softmax":
+                return (tuple(x), tf.reshape(tf.cast(y, tf.int32), [-1]))
             same, w = self._episode_targets(tf.cast(x[1], tf.int32), tf.cast(y, tf.int32))
             return (tuple(x), same, w)
+        if self.episode_loss == "softmax":
+            raise ValueError(
+                "`episode_loss='softmax'` trains on episodes `((support_x, support_y, query_x), "
+                "query_y)` (EpisodeSampler.dataset); received pair data `((x1, x2), same)`. "
+                "Use `episode_loss='pairs'` to train on pairs."
+            )
         return data
 
     def train_step(self, data):
@@ -316,18 +351,25 @@ class SiameseNetwork(FewShotMixin, keras.Model):
 
     # --------------------------------------------------------------- compile
     def default_loss(self) -> keras.losses.Loss:
-        """The objective's loss: `KochBinaryCrossentropy` or `ContrastiveLoss(margin)`."""
+        """The training loss: `KochBinaryCrossentropy` or `ContrastiveLoss(margin)` by objective,
+        or sparse categorical cross-entropy on class logits for `episode_loss="softmax"`."""
+        if self.episode_loss == "softmax":
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if self.objective == "koch":
             return KochBinaryCrossentropy(from_logits=True)
         return ContrastiveLoss(margin=self.margin)
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Like `keras.Model.compile`; `loss=None` uses the objective's loss and
-        `metrics=None` reports `pair_accuracy`."""
+        `metrics=None` reports `pair_accuracy` (`episode_accuracy` for
+        `episode_loss="softmax"`)."""
         if loss is None:
             loss = self.default_loss()
         if metrics is None:
-            metrics = [PairAccuracy(self.objective, self.margin)]
+            if self.episode_loss == "softmax":
+                metrics = [keras.metrics.SparseCategoricalAccuracy(name="episode_accuracy")]
+            else:
+                metrics = [PairAccuracy(self.objective, self.margin)]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     # ---------------------------------------------------------- public API
@@ -457,6 +499,7 @@ class SiameseNetwork(FewShotMixin, keras.Model):
                 "distance": self.distance,
                 "margin": self.margin,
                 "nonneg_weights": self.nonneg_weights,
+                "episode_loss": self.episode_loss,
             }
         )
         return config
