@@ -83,6 +83,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--filters", type=int, default=64, help="conv4 filters")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="cosine: anneal the learning rate to 0 over the --minutes time budget",
+    )
     p.add_argument("--steps", type=int, default=20000, help="max training steps")
     p.add_argument("--minutes", type=float, default=25.0, help="training time budget")
     p.add_argument("--no-augment", action="store_true", help="disable affine distortions")
@@ -115,13 +121,22 @@ def training_dataset(train, args):
 class TimeBudget:
     """Keras callback factory: stops training after `seconds` of wall time."""
 
-    def __new__(cls, seconds: float):
+    def __new__(cls, seconds: float, cosine_lr: float | None = None):
+        """`cosine_lr`: if set, anneal the learning rate from this value to 0 along a cosine
+        over the time budget (the step count is not known in advance, the wall time is)."""
         import keras
 
         class _TimeBudget(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
                 self.start = time.time()
                 self.steps = 0
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if cosine_lr is not None:
+                    frac = min(1.0, (time.time() - self.start) / seconds)
+                    self.model.optimizer.learning_rate.assign(
+                        cosine_lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+                    )
 
             def on_train_batch_end(self, batch, logs=None):
                 self.steps += 1
@@ -203,7 +218,9 @@ def main(argv=None) -> dict:
         episode_loss=args.episode_loss if args.train_on == "episodes" else "pairs",
     )
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
-    budget = TimeBudget(args.minutes * 60.0)
+    budget = TimeBudget(
+        args.minutes * 60.0, cosine_lr=args.lr if args.lr_schedule == "cosine" else None
+    )
     steps_per_epoch = min(200, args.steps)
     epochs = max(1, math.ceil(args.steps / steps_per_epoch))
     t0 = time.time()
@@ -248,6 +265,8 @@ def main(argv=None) -> dict:
         "train_on": args.train_on,
         "episode_loss": args.episode_loss if args.train_on == "episodes" else "pairs",
         "within_alphabet": bool(args.within_alphabet),
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "ways": args.ways,
         "filters": args.filters,
         "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),
