@@ -10,6 +10,16 @@ with 95% confidence intervals.
 classes (cross-entropy on augmented mini-batches, as in Chen et al. 2021's Meta-Baseline and
 Tian et al. 2020), reports the few-shot accuracy of that embedding alone, then meta-trains it
 as a prototypical network for `--steps` episodes.
+
+Measured on one core each (600 test episodes; 5w1s / 5w5s / 20w1s / 20w5s):
+
+    --steps 3000 --decay-every 750 (episodic only):       94.2 / 97.9 / 83.4 / -
+    --steps 5000 --decay-every 1250 (3,926 s):            94.0 / 97.9 / 83.4 / 93.2
+    --pretrain-steps 8000 --steps 0 (732 s):              92.5 / 97.7 / 80.4 / 92.3
+    --pretrain-steps 4000 --steps 1500 --decay-every 500: 93.1 / 97.4 / 81.3 / 92.1
+
+Pre-training reaches nearly the same embedding in a fraction of the time but does not lift
+the ceiling: with 178 training characters the data, not the optimiser, limits accuracy.
 """
 
 from __future__ import annotations
