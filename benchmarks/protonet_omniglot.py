@@ -117,6 +117,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--episodes", type=int, default=600, help="test episodes per setting")
     parser.add_argument("--probe-every", type=int, default=5, help="epochs between probes")
     parser.add_argument("--distance", default="euclidean")
+    parser.add_argument("--filters", type=int, default=64, help="conv4 filters")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", default=None, help="export base dir")
     parser.add_argument("--data-dir", default=None)
@@ -124,6 +125,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--pretrain-steps", type=int, default=0,
                         help="classifier pre-training steps (batches of --pretrain-batch images)")
     parser.add_argument("--pretrain-batch", type=int, default=128)
+    parser.add_argument("--tta-shift", type=int, default=0,
+                        help="also score with embeddings averaged over translations of up to N "
+                        "pixels (tfmeta.backbones.with_test_time_shifts), on the same episodes")
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
@@ -132,7 +136,9 @@ def main(argv=None) -> dict:
     train = train.with_rotations()
     print(f"train classes {train.num_classes} (with rotations), test classes {test.num_classes}")
 
-    model = tfmeta.PrototypicalNetwork(input_shape=train.x.shape[1:], distance=args.distance)
+    model = tfmeta.PrototypicalNetwork(
+        tfmeta.backbones.conv4(train.x.shape[1:], filters=args.filters), distance=args.distance
+    )
     lr = keras.optimizers.schedules.ExponentialDecay(
         args.lr, decay_steps=args.decay_every, decay_rate=0.5, staircase=True
     )
@@ -161,6 +167,13 @@ def main(argv=None) -> dict:
         )
     results["train_seconds"] = round(time.time() - start, 1)
     evaluate_all(model, test, args.episodes, results)
+    if args.tta_shift:
+        # Same trained encoder, inference averaged over translated copies; same test episodes.
+        model = tfmeta.PrototypicalNetwork(
+            tfmeta.backbones.with_test_time_shifts(model.encoder, args.tta_shift),
+            distance=args.distance,
+        )
+        evaluate_all(model, test, args.episodes, results, prefix=f"tta{args.tta_shift}_")
     if args.export:
         results["export"] = model.export(args.export, metadata={"metrics": results})
     print(json.dumps(results, default=str))

@@ -3,6 +3,9 @@
 `conv4` is the four-block convolutional encoder of Vinyals et al. (2016), used by MAML,
 prototypical networks and most few-shot papers: 4 x [3x3 conv (64), BatchNorm, ReLU,
 2x2 max-pool], then flatten. On 28x28 Omniglot it gives a 64-dimensional embedding.
+
+`with_test_time_shifts` wraps any encoder so that inference averages its embedding over
+translated copies of the input (test-time augmentation that travels with the exported model).
 """
 
 from __future__ import annotations
@@ -70,3 +73,98 @@ def mlp(
     if outputs is not None:
         h = layers.Dense(outputs, name="head")(h)
     return keras.Model(inputs, h, name=name)
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class ShiftAverage(layers.Layer):
+    """Test-time augmentation: averages an encoder's embedding over small image translations.
+
+    In training (`training=True`) the layer is the encoder itself. In inference it encodes the
+    image and every copy translated by up to `max_shift` pixels along each axis (zero fill at
+    the borders, `(2 * max_shift + 1) ** 2` views in one batched pass) and returns the mean
+    embedding. Because it lives in the encoder, every learner that embeds examples (Siamese,
+    prototypical, matching, relation) uses it in `predict_few_shot`, episodic evaluation and
+    the exported SavedModel signatures alike, with no change to their code.
+
+    Args:
+        encoder: A `keras.Model` mapping images `[B, H, W, C]` to embeddings.
+        max_shift: Largest translation in pixels (>= 0; 0 = the encoder alone).
+
+    Example:
+
+    >>> encoder = with_test_time_shifts(conv4((28, 28, 1)), max_shift=1)  # 9 views
+    >>> model = tfmeta.SiameseNetwork(encoder, objective="contrastive")
+    """
+
+    def __init__(self, encoder: keras.Model, max_shift: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
+            raise ValueError(f"`max_shift` must be an integer >= 0; received {max_shift!r}.")
+        self.encoder = encoder
+        self.max_shift = max_shift
+
+    def build(self, input_shape):
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        self.built = True
+
+    def _views(self, x):
+        s = self.max_shift
+        padded = keras.ops.pad(x, [[0, 0], [s, s], [s, s], [0, 0]])
+        h, w = keras.ops.shape(x)[1], keras.ops.shape(x)[2]
+        return keras.ops.concatenate(
+            [
+                padded[:, s + dy : s + dy + h, s + dx : s + dx + w, :]
+                for dy in range(-s, s + 1)
+                for dx in range(-s, s + 1)
+            ],
+            axis=0,
+        )
+
+    def call(self, x, training=None):
+        if training or self.max_shift == 0:
+            return self.encoder(x, training=training)
+        n_views = (2 * self.max_shift + 1) ** 2
+        e = self.encoder(self._views(x), training=False)
+        e = keras.ops.reshape(e, (n_views, -1) + tuple(e.shape[1:]))
+        return keras.ops.mean(e, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return self.encoder.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {"encoder": keras.saving.serialize_keras_object(self.encoder), "max_shift": self.max_shift}
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+
+def with_test_time_shifts(encoder: keras.Model, max_shift: int = 1, name: str | None = None) -> keras.Model:
+    """Wraps `encoder` so that inference averages its embedding over translated copies.
+
+    See `ShiftAverage`. Training is unchanged; the result has the encoder's input and output
+    shapes, so it drops in wherever an encoder is accepted.
+
+    Args:
+        encoder: A built `keras.Model` mapping images to embeddings.
+        max_shift: Largest translation in pixels; `1` gives 9 views, `2` gives 25.
+        name: Model name (default: `"<encoder name>_tta"`).
+
+    Example:
+
+    >>> encoder = with_test_time_shifts(conv4((28, 28, 1)))
+    >>> encoder.output_shape
+    (None, 64)
+    """
+    if not isinstance(encoder, keras.Model):
+        raise ValueError(f"`encoder` must be a keras.Model; received {type(encoder).__name__}.")
+    inputs = keras.Input(tuple(encoder.input_shape[1:]), name="image")
+    outputs = ShiftAverage(encoder, max_shift=max_shift, name="shift_average")(inputs)
+    return keras.Model(inputs, outputs, name=name or f"{encoder.name}_tta")
