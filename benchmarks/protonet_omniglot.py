@@ -18,6 +18,14 @@ Measured on one core each (600 test episodes; 5w1s / 5w5s / 20w1s / 20w5s):
     --pretrain-steps 8000 --steps 0 (732 s):              92.5 / 97.7 / 80.4 / 92.3
     --pretrain-steps 4000 --steps 1500 --decay-every 500: 93.1 / 97.4 / 81.3 / 92.1
 
+`--tta-shift 1` also scores the same weights with embeddings averaged over 1-pixel translations
+(`tfmeta.backbones.with_test_time_shifts`) on the same test episodes. Measured on 2 cores:
+
+    --steps 3000 --decay-every 750 --tta-shift 1 (553 s of training):
+        plain 94.1 / 97.8 / 83.1 / 93.1;  shifted 94.9 / 98.2 / 85.1 / 94.1
+    same with --filters 128 (1,463 s, cores partly shared with a CI run):
+        plain 94.0 / 97.9 / 83.7 / 93.5;  shifted 94.7 / 98.2 / 85.5 / 94.4
+
 Pre-training reaches nearly the same embedding in a fraction of the time but does not lift
 the ceiling: with 178 training characters the data, not the optimiser, limits accuracy.
 """
