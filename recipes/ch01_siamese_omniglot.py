@@ -39,8 +39,10 @@ Korean held out; each run is 20 characters of ONE alphabet, as in Lake's runs):
 
 `--tta-shift 1` scores with each embedding averaged over the image and its eight 1-pixel
 translations (`tfmeta.backbones.with_test_time_shifts`; training is unchanged, the export
-carries it). On the same trained weights it is worth +2.7 points (70.7% -> 73.4% on 100 runs =
-2,000 trials, a 4-minute model); 2-pixel shifts (25 views) gave no more (73.0%).
+carries it). On the same trained weights it is worth +2.5 points in the seed-1 run above
+(`oneshot20_accuracy_without_tta` 72.5% -> 75.0%). One-off probes outside this repo (a 4-minute
+model, 100 runs = 2,000 trials) agree: 70.7% -> 73.3% with 1-pixel shifts, 73.0% with 2-pixel
+shifts (25 views), so 1 is the default.
 
 (The pair-loss rows ran on cores shared with other jobs, so they took fewer steps in the
 same 25 minutes: part of the gap may be steps, not the loss; not yet separated.) The N-pair softmax episode loss trains the same pair scores to rank the
