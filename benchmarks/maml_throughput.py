@@ -9,6 +9,15 @@ quiet machine.
 
     python benchmarks/maml_throughput.py --ways 5 --shots 1 --queries 15 --meta-batch 32 \
         --order 2 --json
+
+Measured on the 2-core CPU (quiet machine, 5 timed steps): fast path 32.2 tasks/s, 6.8 s to
+the first step; reference loop 21.7 tasks/s, 66 s to the first step. Most of the fast path's
+time was element-wise BatchNorm arithmetic on full-resolution activations, not convolution:
+the fused batch-norm kernel on the query pass (see `tfmeta.gradient.functional`) took it from
+17.3 to 32.2 tasks/s. For scale, a plain shared-weight conv4 forward + backward over the same
+2,560 images (BN included, unfused) takes 1.22 s (26 tasks/s equivalent); the convolutions
+alone 0.54 s. XLA (`--xla`) is far slower here: in a scratch copy of this step XLA:CPU's
+grouped convolutions took 93 s per meta-step.
 """
 
 from __future__ import annotations

@@ -277,8 +277,12 @@ class MAML(FewShotMixin, keras.Model):
             return self.task == "classification"
         return labels.dtype.is_integer
 
-    def _forward(self, params, x, step: int, *, use_running: bool = False, collect=None):
-        kwargs = {}
+    def _forward(
+        self, params, x, step: int, *, use_running: bool = False, collect=None, once: bool = True
+    ):
+        """Runs the network with per-task `params`; `once=False` when a gradient of a gradient
+        will flow through this pass (the support passes of second-order MAML)."""
+        kwargs = {"differentiated_once": once}
         if self.per_step_bn:
             idx = min(step, self._bn_rows - 1)
             kwargs["bn_params"] = {
@@ -361,7 +365,9 @@ class MAML(FewShotMixin, keras.Model):
                 watched = [params[i] for i in self._adapted]
                 for p in watched:
                     tape.watch(p)
-                out = self._forward(params, support_x, s, use_running=use_running, collect=collect)
+                out = self._forward(
+                    params, support_x, s, use_running=use_running, collect=collect, once=order < 2
+                )
                 loss = tf.reduce_sum(self._task_loss(out, support_y, classification, ways))
             grads = tape.gradient(loss, watched, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             if collect_stats:
