@@ -78,9 +78,14 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=5, help="timed meta-steps per path")
     p.add_argument("--paths", default="fast,reference", help="comma list: fast,split,reference")
     p.add_argument("--xla", action="store_true", help="compile train_step with XLA")
+    p.add_argument(
+        "--dtype-policy", default="float32",
+        help="Keras dtype policy of the network, e.g. mixed_bfloat16 (float32 weights)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
+    keras.config.set_dtype_policy(args.dtype_policy)
     rng = np.random.default_rng(0)
     x = rng.random((args.ways * 20, 28, 28, 1), dtype=np.float32)
     y = np.repeat(np.arange(args.ways * 20 // 20), 20)

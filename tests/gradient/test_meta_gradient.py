@@ -98,3 +98,42 @@ def test_fused_batch_norm_only_where_differentiated_once(order, fused_passes):
     ops = [op.type for op in graph.get_operations()]
     bn_layers = 2
     assert ops.count("FusedBatchNormV3") == fused_passes * bn_layers
+
+
+def test_mixed_bfloat16_model_runs_on_the_fast_path_in_bfloat16():
+    """A `mixed_bfloat16` model keeps float32 weights and computes convs in bfloat16 on the
+    vectorised path, matching the Keras per-task loop to bfloat16 precision."""
+    keras.utils.set_random_seed(5)
+    policy = "mixed_bfloat16"
+    net = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, padding="same", dtype=policy, name="conv"),
+            keras.layers.BatchNormalization(dtype=policy),
+            keras.layers.ReLU(dtype=policy),
+            keras.layers.MaxPooling2D(2, dtype=policy),
+            keras.layers.Flatten(dtype=policy),
+            keras.layers.Dense(3, dtype=policy),
+        ]
+    )
+    batch = classification_batch(tasks=2)
+    fast = tfmeta.MAML(net, inner_lr=0.4, inner_steps=1, order=2, fast_path=True)
+    ref = tfmeta.MAML(net, inner_lr=0.4, inner_steps=1, order=2, fast_path=False)
+    assert all(v.dtype == "float32" for v in fast.trainable_variables)
+
+    @tf.function
+    def query_pass(sx):
+        params = [tf.stack([v.value] * 2) for v in fast.runner.variables]
+        return fast.runner(params, sx, differentiated_once=True)
+
+    graph = query_pass.get_concrete_function(batch[0][0]).graph
+    convs = [op for op in graph.get_operations() if op.type == "Conv2D"]
+    assert convs and all(op.outputs[0].dtype == tf.bfloat16 for op in convs)
+    np.testing.assert_allclose(float(meta_loss(fast, batch)), float(meta_loss(ref, batch)), rtol=3e-2)
+    got, want = tape_gradient(fast, batch), tape_gradient(ref, batch)
+    for v, a, b in zip(net.trainable_variables, got, want):
+        if v.path.endswith("conv/bias"):
+            # BN cancels this bias: its true gradient is 0, both values are rounding noise.
+            assert np.linalg.norm(a) < 0.05 * np.linalg.norm(want[0])
+            continue
+        assert np.linalg.norm(a - b) < 0.02 * np.linalg.norm(b), v.path

@@ -29,7 +29,9 @@ fused batch-norm kernel (one op forward, one backward) and drops the conv bias i
 (a per-channel constant that batch statistics cancel exactly). The fused kernel is not used
 where second derivatives are taken: TensorFlow's gradient of its gradient gives wrong
 second-order terms on CPU (about 10% off on conv4), so the support passes of second-order
-MAML keep the composite `tf.nn.moments` form.
+MAML keep the composite `tf.nn.moments` form. Layers compute in their Keras dtype
+policy's compute dtype (`mixed_bfloat16`: bfloat16 convolutions, float32 BatchNorm
+arithmetic and weights), like the Keras model.
 
 Example:
 
@@ -210,11 +212,11 @@ class VectorizedRunner:
             image, channels = True, x.shape[-1]
         else:  # features: [T, B, ...]
             h, image, channels = x, False, None
-        fused = differentiated_once and collect is None and x.dtype == tf.float32
+        fused = differentiated_once and collect is None and x.dtype in (tf.float32, tf.bfloat16)
         for i, op in enumerate(self.ops):
             kind, layer = op[0], op[1]
             if kind == "conv":
-                kernel = params[op[2]]
+                h, kernel = _compute(layer, h), _compute(layer, params[op[2]])
                 if image is False:
                     raise NotImplementedError("Conv2D after Flatten.")
                 h = self._conv(h, kernel, t, layer)
@@ -225,13 +227,13 @@ class VectorizedRunner:
                     and self._fused_bn_at(i + 1, bn_stats)
                 )
                 if op[3] is not None and not bias_cancels:
-                    h = h + tf.reshape(params[op[3]], [-1])
+                    h = h + tf.reshape(_compute(layer, params[op[3]]), [-1])
                 h = layer.activation(h)
             elif kind == "dense":
-                kernel = params[op[2]]
+                h, kernel = _compute(layer, h), _compute(layer, params[op[2]])
                 h = tf.matmul(h, kernel)  # [T, B, D] @ [T, D, U]
                 if op[3] is not None:
-                    h = h + params[op[3]][:, tf.newaxis, :]
+                    h = h + _compute(layer, params[op[3]])[:, tf.newaxis, :]
                 h = layer.activation(h)
             elif kind == "bn":
                 if fused and image and self._fused_bn_at(i, bn_stats):
@@ -282,6 +284,8 @@ class VectorizedRunner:
         """Per-task batch-statistics BatchNorm on `[B, H, W, T*C]` as one fused kernel."""
         layer, gamma_i, beta_i, bn_index = op[1], op[2], op[3], op[4]
         width = tf.shape(h)[-1]
+        if h.dtype not in (tf.float32, tf.bfloat16):
+            h = tf.cast(h, tf.float32)
         if bn_params is not None and bn_index in bn_params:
             g, b = bn_params[bn_index]
             gamma = None if g is None else tf.tile(g, [t])
@@ -294,12 +298,15 @@ class VectorizedRunner:
         if beta is None:
             beta = tf.zeros([width], h.dtype)
         out, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            h, gamma, beta, epsilon=layer.epsilon, is_training=True
-        )
-        return out
+            h, tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32),
+            epsilon=layer.epsilon, is_training=True,
+        )  # 16-bit inputs are normalised in float32 inside the kernel, as Keras does
+        return _compute(layer, out)
 
     def _bn(self, h, params, op, t, image, channels, bn_params, bn_stats, collect):
         layer, gamma_i, beta_i, bn_index = op[1], op[2], op[3], op[4]
+        # Like Keras: 16-bit inputs are normalised in float32, the output is in compute dtype.
+        h = tf.cast(h, tf.experimental.numpy.result_type(h.dtype, tf.float32))
         if image:
             # h: [B, H, W, T*C]; per-task per-channel statistics = per-channel of T*C.
             axes = [0, 1, 2]
@@ -334,7 +341,17 @@ class VectorizedRunner:
         else:
             gamma = None if gamma_i is None else per_task(params[gamma_i])
             beta = None if beta_i is None else per_task(params[beta_i])
-        return tf.nn.batch_normalization(h, mean, var, beta, gamma, layer.epsilon)
+        cast = lambda v: None if v is None else tf.cast(v, h.dtype)  # noqa: E731
+        out = tf.nn.batch_normalization(
+            h, cast(mean), cast(var), cast(beta), cast(gamma), layer.epsilon
+        )
+        return _compute(layer, out)
+
+
+def _compute(layer, value):
+    """`value` in `layer`'s compute dtype (its Keras dtype policy, e.g. `mixed_bfloat16`)."""
+    dtype = tf.as_dtype(layer.compute_dtype)
+    return value if value.dtype == dtype else tf.cast(value, dtype)
 
 
 def make_runner(
@@ -376,9 +393,13 @@ def _check_same(runner: VectorizedRunner, model: keras.Model) -> None:
     params = [
         tf.stack([v.value, v.value * 0.5 + 0.01]) for v in runner.variables
     ]
-    got = runner(params, tf.constant(x)).numpy()
-    ref = KerasRunner(model)(params, tf.constant(x)).numpy()
-    if got.shape != ref.shape or not np.allclose(got, ref, rtol=1e-3, atol=1e-4):
+    got = tf.cast(runner(params, tf.constant(x)), tf.float32).numpy()
+    ref = tf.cast(KerasRunner(model)(params, tf.constant(x)), tf.float32).numpy()
+    half = any(
+        tf.as_dtype(layer.compute_dtype).size == 2 for layer in flatten_layers(model)
+    )  # bfloat16 keeps 8 bits of mantissa: the two orders of operations round differently
+    rtol, atol = (5e-2, 5e-2) if half else (1e-3, 1e-4)
+    if got.shape != ref.shape or not np.allclose(got, ref, rtol=rtol, atol=atol):
         raise AssertionError("vectorised outputs differ from the Keras model's")
 
 
