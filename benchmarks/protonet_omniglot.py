@@ -136,6 +136,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--tta-shift", type=int, default=0,
                         help="also score with embeddings averaged over translations of up to N "
                         "pixels (tfmeta.backbones.with_test_time_shifts), on the same episodes")
+    parser.add_argument("--refine-steps", type=int, default=0,
+                        help="also score the transductive variant (prototypes refined with the "
+                        "episode's queries by N soft k-means steps) on the same episodes; the "
+                        "export stays inductive")
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
@@ -182,6 +186,13 @@ def main(argv=None) -> dict:
             distance=args.distance,
         )
         evaluate_all(model, test, args.episodes, results, prefix=f"tta{args.tta_shift}_")
+    if args.refine_steps:
+        # Same encoder (shifted when --tta-shift), transductive inference; same test episodes.
+        refined = tfmeta.PrototypicalNetwork(
+            model.encoder, distance=args.distance, refine_steps=args.refine_steps
+        )
+        evaluate_all(refined, test, args.episodes, results,
+                     prefix=f"transductive{args.refine_steps}_")
     if args.export:
         results["export"] = model.export(args.export, metadata={"metrics": results})
     print(json.dumps(results, default=str))

@@ -31,11 +31,37 @@ def test_cosine_logits_by_hand(tiny_episode, identity_encoder):
     np.testing.assert_allclose(logits, [[r / 0.5, r / 0.5], [2.0, 0.0]], rtol=1e-5, atol=1e-6)
 
 
+def test_transductive_refinement_by_hand(tiny_episode, identity_encoder):
+    sx, sy, qx = tiny_episode
+    model = PrototypicalNetwork(identity_encoder(), refine_steps=2)
+    # numpy soft k-means: prototypes updated with the queries' softmax assignments, twice.
+    onehot = np.eye(2)[sy]
+    sums, counts = onehot.T @ sx, onehot.sum(0)
+    protos = sums / counts[:, None]
+    for _ in range(2):
+        d = ((qx[:, None] - protos[None]) ** 2).sum(-1)
+        p = np.exp(-d) / np.exp(-d).sum(1, keepdims=True)
+        protos = (sums + p.T @ qx) / (counts + p.sum(0))[:, None]
+    want = -((qx[:, None] - protos[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(model.few_shot_logits(sx, sy, qx, 2).numpy(), want, rtol=1e-5)
+    # Query (3, 0) pulls class 0's prototype from (1, 0) towards it.
+    assert protos[0, 0] > 1.3
+    # Training (the episode loss) is the inductive model's.
+    plain = PrototypicalNetwork(identity_encoder())
+    emb = (sx, sy, qx)
+    np.testing.assert_allclose(
+        model.logits_from_embeddings(*emb, 2, training=True).numpy(),
+        plain.logits_from_embeddings(*emb, 2, training=True).numpy(),
+    )
+
+
 def test_bad_arguments_raise(identity_encoder):
     with pytest.raises(ValueError, match="distance"):
         PrototypicalNetwork(identity_encoder(), distance="manhattan")
     with pytest.raises(ValueError, match="temperature"):
         PrototypicalNetwork(identity_encoder(), temperature=0)
+    with pytest.raises(ValueError, match="refine_steps.*received -1"):
+        PrototypicalNetwork(identity_encoder(), refine_steps=-1)
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +127,23 @@ def test_export_round_trip_identical_outputs(trained_protonet, noisy_clusters, t
     meta = json.load(open(os.path.join(path, "tfmeta.json")))
     assert meta["learner"] == "prototypical_network"
     assert set(meta["signatures"]) == {"few_shot", "serving_default"}
+
+
+def test_refined_model_exports_and_saves_with_its_refinement(
+    trained_protonet, noisy_clusters, tmp_path, export_round_trip
+):
+    _, (xt, yt) = noisy_clusters
+    ep = EpisodeSampler(xt, yt, ways=5, shots=1, queries=5, seed=6).sample()
+    refined = PrototypicalNetwork(trained_protonet.encoder, refine_steps=3)
+    want = refined.predict_few_shot(ep.support_x, ep.support_y, ep.query_x)
+    plain = trained_protonet.predict_few_shot(ep.support_x, ep.support_y, ep.query_x)
+    assert np.abs(want - plain).max() > 1e-3  # the queries moved the prototypes
+    _, out = export_round_trip(refined, ep, tmp_path)
+    np.testing.assert_allclose(out["probs"], want, rtol=1e-5, atol=1e-6)
+    refined.save(tmp_path / "r.keras")
+    loaded = keras.models.load_model(tmp_path / "r.keras")
+    assert loaded.refine_steps == 3
+    np.testing.assert_allclose(
+        loaded.predict_few_shot(ep.support_x, ep.support_y, ep.query_x), want, rtol=1e-5,
+        atol=1e-6,
+    )

@@ -3,6 +3,11 @@
 Each class is represented by its prototype, the mean embedding of its support examples; a
 query is classified by a softmax over negative squared Euclidean distances to the prototypes
 (or over scaled cosine similarities with `distance="cosine"`).
+
+`refine_steps > 0` makes inference transductive: the prototypes are refined with the
+unlabelled queries of the episode by soft k-means (Ren et al. 2018, "Meta-Learning for
+Semi-Supervised Few-Shot Classification"), each query counting towards every class in
+proportion to its current class probability.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ class PrototypicalNetwork(EpisodicMetricLearner):
         temperature: Logits are divided by this (cosine similarities lie in [-1, 1], so the
             cosine variant needs a small temperature, e.g. 0.1). Defaults to 1 for
             `"euclidean"` and 0.1 for `"cosine"`.
+        refine_steps: Soft k-means refinements of the prototypes with the episode's queries
+            at inference (transductive: a query's prediction then depends on the other
+            queries sent with it; 0, the default, is the original inductive model). Training
+            is unchanged. Its accuracy figures are not comparable with inductive ones, and it
+            needs a batch of queries: sent one at a time, they barely move the prototypes.
 
     Example:
 
@@ -51,6 +61,7 @@ class PrototypicalNetwork(EpisodicMetricLearner):
         input_shape: Sequence[int] = (28, 28, 1),
         distance: str = "euclidean",
         temperature: float | None = None,
+        refine_steps: int = 0,
         **kwargs,
     ):
         super().__init__(encoder=encoder, input_shape=input_shape, **kwargs)
@@ -60,18 +71,39 @@ class PrototypicalNetwork(EpisodicMetricLearner):
         if not float(temperature) > 0:
             raise ValueError(f"`temperature` must be > 0; received {temperature!r}.")
         self.temperature = float(temperature)
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+            raise ValueError(
+                f"`refine_steps` must be an integer >= 0; received {refine_steps!r}."
+            )
+        self.refine_steps = refine_steps
 
-    def logits_from_embeddings(self, support, support_y, query, ways, training=False):
-        support = tf.reshape(support, [tf.shape(support)[0], -1])
-        query = tf.reshape(query, [tf.shape(query)[0], -1])
-        prototypes = class_means(support, support_y, ways)  # [N, D]
+    def _scores(self, query, prototypes):
         if self.distance == "euclidean":
             scores = -pairwise_squared_distances(query, prototypes)
         else:
             scores = pairwise_cosine(query, prototypes)
         return scores / self.temperature
 
+    def logits_from_embeddings(self, support, support_y, query, ways, training=False):
+        support = tf.reshape(support, [tf.shape(support)[0], -1])
+        query = tf.reshape(query, [tf.shape(query)[0], -1])
+        if not self.refine_steps or training:
+            return self._scores(query, class_means(support, support_y, ways))
+        onehot = tf.one_hot(tf.cast(support_y, tf.int32), ways, dtype=support.dtype)  # [S, N]
+        sums = tf.matmul(onehot, support, transpose_a=True)  # [N, D]
+        counts = tf.reduce_sum(onehot, axis=0)  # [N]
+        prototypes = sums / tf.maximum(counts, 1.0)[:, tf.newaxis]
+        for _ in range(self.refine_steps):
+            assign = tf.nn.softmax(self._scores(query, prototypes), axis=-1)  # [Q, N]
+            weight = counts + tf.reduce_sum(assign, axis=0)
+            prototypes = (sums + tf.matmul(assign, query, transpose_a=True)) / tf.maximum(
+                weight, 1e-8
+            )[:, tf.newaxis]
+        return self._scores(query, prototypes)
+
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(distance=self.distance, temperature=self.temperature)
+        config.update(
+            distance=self.distance, temperature=self.temperature, refine_steps=self.refine_steps
+        )
         return config
