@@ -10,8 +10,10 @@ quiet machine.
     python benchmarks/maml_throughput.py --ways 5 --shots 1 --queries 15 --meta-batch 32 \
         --order 2 --json
 
-Measured on the 2-core CPU (quiet machine, 5 timed steps): fast path 32.2 tasks/s, 6.8 s to
-the first step; reference loop 21.7 tasks/s, 66 s to the first step. Most of the fast path's
+Measured on the 2-core CPU (quiet machine, 8 timed steps): fast path 32.2 tasks/s, 7.4 s to
+the first step; reference loop 21.7 tasks/s, 68.6 s to the first step. With
+`--paths fast --dtype-policy mixed_bfloat16` (bfloat16 convolutions, float32 weights): 41.2 and
+43.3 tasks/s in two runs, 4.5-5.2 s to the first step. Most of the fast path's
 time was element-wise BatchNorm arithmetic on full-resolution activations, not convolution:
 the fused batch-norm kernel on the query pass (see `tfmeta.gradient.functional`) took it from
 17.3 to 32.2 tasks/s. For scale, a plain shared-weight conv4 forward + backward over the same
