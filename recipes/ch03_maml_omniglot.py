@@ -19,6 +19,7 @@ Usage:
     python recipes/ch03_maml_omniglot.py                         # full run (5-way 1-shot)
     python recipes/ch03_maml_omniglot.py --ways 20 --meta-batch 16
     python recipes/ch03_maml_omniglot.py --quick                  # smoke test (< 60 s)
+    python recipes/ch03_maml_omniglot.py --dtype-policy mixed_bfloat16   # bfloat16 convs
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--export-dir", default="saved_models/omniglot_maml")
     p.add_argument("--log-dir", default="runs/ch03_maml_omniglot")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--dtype-policy", default="float32",
+        help="Keras dtype policy of the network; mixed_bfloat16 runs the convolutions in "
+        "bfloat16 with float32 weights (faster on CPUs with AVX512-BF16)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.meta_batch, args.iterations, args.filters = 4, 6, 16
@@ -87,6 +93,15 @@ class TimeBudget(keras.callbacks.Callback):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(args.dtype_policy)
+    try:
+        return _run(args)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _run(args) -> dict:
     t0 = time.time()
     data = load_omniglot(("small1", "small2"), image_size=28, data_dir=args.data_dir)
     train, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
@@ -148,6 +163,7 @@ def main(argv=None) -> dict:
     out = {
         "ways": args.ways, "shots": args.shots, "accuracy": result["accuracy"], "ci95": result["ci95"],
         "episodes": result["episodes"], "iterations": iterations, "train_seconds": train_s,
+        "dtype_policy": args.dtype_policy,
         "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,
         "final_train_accuracy": float(history.history.get("accuracy", [float("nan")])[-1]),
     }
