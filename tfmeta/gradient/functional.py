@@ -197,8 +197,8 @@ class VectorizedRunner:
             collect: Optional list; the batch `(mean [C], variance [C])` of every BN layer,
                 averaged over tasks, is appended in order.
             differentiated_once: The outputs will be differentiated at most once (no gradient
-                of a gradient flows through this pass): float32 image BatchNorm with batch
-                statistics then runs as one fused kernel, without the conv bias before it.
+                of a gradient flows through this pass): float32/bfloat16 image BatchNorm with
+                batch statistics then runs as one fused kernel, without the conv bias before it.
 
         Returns:
             Outputs `[T, B, ...]`.

@@ -21,6 +21,7 @@ from tfmeta.metric.base import (
     EpisodicMetricLearner,
     check_choice,
     class_means,
+    class_sums,
     pairwise_cosine,
     pairwise_squared_distances,
 )
@@ -89,9 +90,8 @@ class PrototypicalNetwork(EpisodicMetricLearner):
         query = tf.reshape(query, [tf.shape(query)[0], -1])
         if not self.refine_steps or training:
             return self._scores(query, class_means(support, support_y, ways))
-        onehot = tf.one_hot(tf.cast(support_y, tf.int32), ways, dtype=support.dtype)  # [S, N]
-        sums = tf.matmul(onehot, support, transpose_a=True)  # [N, D]
-        counts = tf.reduce_sum(onehot, axis=0)  # [N]
+        sums = class_sums(support, support_y, ways)  # [N, D]
+        counts = class_sums(tf.ones_like(support[:, 0]), support_y, ways)  # [N]
         prototypes = sums / tf.maximum(counts, 1.0)[:, tf.newaxis]
         for _ in range(self.refine_steps):
             assign = tf.nn.softmax(self._scores(query, prototypes), axis=-1)  # [Q, N]
