@@ -145,34 +145,6 @@ def training_dataset(train, args):
     return sampler.dataset(meta_batch=1, augment=augment)
 
 
-class TimeBudget:
-    """Keras callback factory: stops training after `seconds` of wall time."""
-
-    def __new__(cls, seconds: float, cosine_lr: float | None = None):
-        """`cosine_lr`: if set, anneal the learning rate from this value to 0 along a cosine
-        over the time budget (the step count is not known in advance, the wall time is)."""
-        import keras
-
-        class _TimeBudget(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start = time.time()
-                self.steps = 0
-
-            def on_train_batch_begin(self, batch, logs=None):
-                if cosine_lr is not None:
-                    frac = min(1.0, (time.time() - self.start) / seconds)
-                    self.model.optimizer.learning_rate.assign(
-                        cosine_lr * 0.5 * (1.0 + math.cos(math.pi * frac))
-                    )
-
-            def on_train_batch_end(self, batch, logs=None):
-                self.steps += 1
-                if time.time() - self.start > seconds:
-                    self.model.stop_training = True
-
-        return _TimeBudget()
-
-
 def plot_pairs(model, x, y, path, n=8, seed=0):
     """Plots `n` held-out pairs (half same, half different) titled with their similarity."""
     import matplotlib
@@ -248,7 +220,7 @@ def main(argv=None) -> dict:
     )
     model = tfmeta.SiameseNetwork(encoder, **siamese_kwargs)
     model.compile(optimizer=keras.optimizers.Adam(args.lr))
-    budget = TimeBudget(
+    budget = tfmeta.callbacks.TimeBudget(
         args.minutes * 60.0, cosine_lr=args.lr if args.lr_schedule == "cosine" else None
     )
     steps_per_epoch = min(200, args.steps)
