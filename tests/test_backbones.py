@@ -90,3 +90,60 @@ def test_config_round_trip(encoder, images):
     np.testing.assert_allclose(
         clone(images, training=False).numpy(), layer(images, training=False).numpy(), atol=1e-6
     )
+
+
+@pytest.fixture(scope="module")
+def members():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    return [conv4((12, 12, 1), filters=4, blocks=2) for _ in range(3)]
+
+
+def test_concatenated_encoders_sum_the_members_protonet_logits(members, images):
+    joint = tfmeta.backbones.concatenate_encoders(members)
+    embeddings = [m(images, training=False).numpy() for m in members]
+    np.testing.assert_allclose(joint(images, training=False).numpy(), np.concatenate(embeddings, 1), atol=1e-6)
+    # Under squared Euclidean distance the joint prototypical network adds the members' logits.
+    sx, sy, qx = images[:3], np.array([0, 1, 2], "int32"), images[3:]
+    logits = lambda enc: tfmeta.PrototypicalNetwork(enc).few_shot_logits(sx, sy, qx, ways=3).numpy()
+    np.testing.assert_allclose(logits(joint), sum(logits(m) for m in members), rtol=1e-4, atol=1e-4)
+    # The members keep their own weights (shared, not copied).
+    assert {id(v) for v in joint.weights} == {id(v) for m in members for v in m.weights}
+
+
+def test_concatenated_encoders_export_and_reload_the_same_numbers(members, images, tmp_path):
+    joint = tfmeta.backbones.with_test_time_shifts(tfmeta.backbones.concatenate_encoders(members))
+    model = tfmeta.PrototypicalNetwork(joint)
+    sx, sy, qx = images[:3], np.array([0, 1, 2], "int32"), images[3:]
+    direct = model.predict_few_shot(sx, sy, qx)
+    path = model.export(str(tmp_path / "ensemble"))
+    served = tf.saved_model.load(path).signatures["few_shot"](
+        support_x=tf.constant(sx), support_y=tf.constant(sy), query_x=tf.constant(qx)
+    )["probabilities"].numpy()
+    np.testing.assert_allclose(served, direct, atol=1e-5)
+    import keras
+
+    model.save(tmp_path / "ensemble.keras")
+    reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(reloaded.predict_few_shot(sx, sy, qx), direct, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("one", "at least 2"),
+        ("same", "more than once"),
+        ("shapes", "one input shape"),
+        ("not_model", r"encoders\[1\]"),
+    ],
+)
+def test_concatenate_encoders_names_bad_input(members, bad, match):
+    arg = {
+        "one": members[:1],
+        "same": [members[0], members[0]],
+        "shapes": [members[0], conv4((14, 14, 1), filters=4, blocks=2)],
+        "not_model": [members[0], "conv4"],
+    }[bad]
+    with pytest.raises(ValueError, match=match):
+        tfmeta.backbones.concatenate_encoders(arg)

@@ -6,6 +6,9 @@ prototypical networks and most few-shot papers: 4 x [3x3 conv (64), BatchNorm, R
 
 `with_test_time_shifts` wraps any encoder so that inference averages its embedding over
 translated copies of the input (test-time augmentation that travels with the exported model).
+
+`concatenate_encoders` joins independently trained encoders into one whose embedding is the
+concatenation of theirs: an ensemble that any metric learner uses as a single encoder.
 """
 
 from __future__ import annotations
@@ -168,3 +171,54 @@ def with_test_time_shifts(encoder: keras.Model, max_shift: int = 1, name: str | 
     inputs = keras.Input(tuple(encoder.input_shape[1:]), name="image")
     outputs = ShiftAverage(encoder, max_shift=max_shift, name="shift_average")(inputs)
     return keras.Model(inputs, outputs, name=name or f"{encoder.name}_tta")
+
+
+def concatenate_encoders(encoders: Sequence[keras.Model], name: str | None = None) -> keras.Model:
+    """Joins encoders into one whose embedding is the concatenation of their embeddings.
+
+    This is how several independently trained metric learners become one ensemble model that
+    exports and serves like a single encoder. Under squared Euclidean distance (the
+    prototypical network's) the joint distance is the *sum* of the members' distances, so a
+    `PrototypicalNetwork` on the joint encoder adds the members' logits: a product of experts.
+    Under other distances the members' embeddings should have comparable scales.
+
+    The members keep their own weights (shared, not copied), so they are best trained first
+    and joined afterwards; training the joint encoder from scratch is just a wider network.
+
+    Args:
+        encoders: Two or more distinct, built `keras.Model`s with the same input shape, each
+            mapping images to flat `[batch, dim]` embeddings.
+        name: Model name (default: `"encoder_ensemble"`).
+
+    Returns:
+        A `keras.Model` with the members' input shape and `sum(dims)` outputs.
+
+    Example:
+
+    >>> members = [conv4((28, 28, 1)) for _ in range(3)]  # train each one, then:
+    >>> joint = concatenate_encoders(members)
+    >>> joint.output_shape
+    (None, 192)
+    >>> protonet = tfmeta.PrototypicalNetwork(with_test_time_shifts(joint))
+    """
+    if not isinstance(encoders, (list, tuple)) or len(encoders) < 2:
+        count = len(encoders) if isinstance(encoders, (list, tuple)) else type(encoders).__name__
+        raise ValueError(f"`encoders` must be a list of at least 2 keras.Models; received {count!r}.")
+    for i, encoder in enumerate(encoders):
+        if not isinstance(encoder, keras.Model):
+            raise ValueError(f"`encoders[{i}]` must be a keras.Model; received {type(encoder).__name__}.")
+        if len(encoder.output_shape) != 2:
+            raise ValueError(
+                f"`encoders[{i}]` must output flat [batch, dim] embeddings; received output shape "
+                f"{encoder.output_shape}."
+            )
+    if len({id(e) for e in encoders}) != len(encoders):
+        raise ValueError("`encoders` holds the same encoder object more than once; an ensemble needs distinct members.")
+    shapes = [tuple(e.input_shape[1:]) for e in encoders]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"`encoders` must share one input shape; received input shapes {shapes}.")
+    inputs = keras.Input(shapes[0], name="image")
+    # Each member sits in its own named container, so members with the same name can be joined.
+    outputs = [keras.Sequential([e], name=f"member_{i}")(inputs) for i, e in enumerate(encoders)]
+    joined = layers.Concatenate(name="concatenate")(outputs)
+    return keras.Model(inputs, joined, name=name or "encoder_ensemble")
