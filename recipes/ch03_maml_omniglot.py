@@ -12,7 +12,9 @@ background characters of the shared `small1` + `small2` sets minus the held-out 
   and checks it gives the same probabilities on a held-out episode,
 - with `--ways 20`, trains and scores the 20-way 1-shot setting instead.
 
-Training stops after `--iterations` meta-steps or `--time-budget` seconds, whichever first.
+Training stops after `--iterations` meta-steps or `--time-budget` seconds, whichever first
+(`tfmeta.callbacks.TimeBudget`; `--lr-schedule cosine` anneals the meta learning rate over
+that budget).
 
 Usage:
 
@@ -20,6 +22,7 @@ Usage:
     python recipes/ch03_maml_omniglot.py --ways 20 --meta-batch 16
     python recipes/ch03_maml_omniglot.py --quick                  # smoke test (< 60 s)
     python recipes/ch03_maml_omniglot.py --dtype-policy mixed_bfloat16   # bfloat16 convs
+    python recipes/ch03_maml_omniglot.py --augment affine         # random affine distortions
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 
 import tfmeta  # noqa: E402
 from tfmeta.data import EpisodeSampler  # noqa: E402
+from tfmeta.data.augment import RandomAffine  # noqa: E402
 from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
 
 
@@ -56,38 +60,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-steps", type=int, default=3)
     p.add_argument("--order", type=int, default=2, choices=(1, 2))
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr-schedule", default="constant", choices=("constant", "cosine"),
+        help="cosine: anneal the meta learning rate to 0 over --time-budget (needs a finite budget)",
+    )
     p.add_argument("--filters", type=int, default=64)
     p.add_argument("--episodes", type=int, default=600, help="test episodes")
     p.add_argument("--export-dir", default="saved_models/omniglot_maml")
     p.add_argument("--log-dir", default="runs/ch03_maml_omniglot")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--augment", default="none", choices=("none", "affine"),
+        help="affine: random rotation/shift/scale/shear of every training image "
+        "(tfmeta.data.augment.RandomAffine), against over-fitting the few background characters",
+    )
+    p.add_argument(
         "--dtype-policy", default="float32",
         help="Keras dtype policy of the network; mixed_bfloat16 runs the convolutions in "
         "bfloat16 with float32 weights (faster on CPUs with AVX512-BF16)",
     )
     args = p.parse_args(argv)
+    if args.lr_schedule == "cosine" and args.time_budget == float("inf"):
+        p.error("--lr-schedule cosine anneals over the wall time; give --time-budget SECONDS")
     if args.quick:
         args.meta_batch, args.iterations, args.filters = 4, 6, 16
         args.episodes = 20
         if args.export_dir == "saved_models/omniglot_maml":
             args.export_dir = "saved_models/omniglot_maml_quick"
     return args
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training after `seconds` of wall time (checked every `every` batches)."""
-
-    def __init__(self, seconds: float, every: int = 10):
-        super().__init__()
-        self.seconds, self.every, self.start = seconds, every, None
-
-    def on_train_begin(self, logs=None):
-        self.start = time.time()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch % self.every == 0 and time.time() - self.start > self.seconds:
-            self.model.stop_training = True
 
 
 def main(argv=None) -> dict:
@@ -124,12 +124,16 @@ def _run(args) -> dict:
     val_sampler = EpisodeSampler(test.x, test.y, args.ways, args.shots, 15, seed=args.seed + 1)
     steps_per_epoch = 10 if args.quick else 500
     epochs = max(1, -(-args.iterations // steps_per_epoch))
-    callbacks = [TimeBudget(args.time_budget)]
+    budget = tfmeta.callbacks.TimeBudget(
+        args.time_budget, cosine_lr=args.lr if args.lr_schedule == "cosine" else None
+    )
+    callbacks = [budget]
     if not args.quick:
         callbacks.append(keras.callbacks.TensorBoard(args.log_dir))
     t_train = time.time()
+    augment = RandomAffine() if args.augment == "affine" else None
     history = maml.fit(
-        sampler.dataset(meta_batch=args.meta_batch),
+        sampler.dataset(meta_batch=args.meta_batch, augment=augment),
         steps_per_epoch=min(steps_per_epoch, args.iterations),
         epochs=epochs,
         validation_data=val_sampler.dataset(meta_batch=8, episodes=2 if args.quick else 10, seed=99),
@@ -149,7 +153,9 @@ def _run(args) -> dict:
         "metrics": {f"{args.ways}way_{args.shots}shot_accuracy": result["accuracy"],
                     f"{args.ways}way_{args.shots}shot_ci95": result["ci95"]},
         "training": {"dataset": "omniglot small1+small2", "held_out": list(DEFAULT_HELD_OUT_ALPHABETS),
-                     "iterations": iterations, "meta_batch": args.meta_batch},
+                     "iterations": iterations, "meta_batch": args.meta_batch,
+                     "augment": args.augment, "dtype_policy": args.dtype_policy,
+                     "lr_schedule": args.lr_schedule},
     })
     loaded = tf.saved_model.load(path)
     episode = val_sampler.sample(seed=7)
@@ -163,8 +169,8 @@ def _run(args) -> dict:
     out = {
         "ways": args.ways, "shots": args.shots, "accuracy": result["accuracy"], "ci95": result["ci95"],
         "episodes": result["episodes"], "iterations": iterations, "train_seconds": train_s,
-        "dtype_policy": args.dtype_policy,
-        "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,
+        "dtype_policy": args.dtype_policy, "augment": args.augment,
+        "lr_schedule": args.lr_schedule, "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,
         "final_train_accuracy": float(history.history.get("accuracy", [float("nan")])[-1]),
     }
     print(json.dumps(out))

@@ -11,19 +11,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, policy):
+@pytest.mark.parametrize(
+    "policy, extra",
+    [("float32", []),
+     ("mixed_bfloat16", ["--augment", "affine", "--lr-schedule", "cosine", "--time-budget", "600"])],
+)
+def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, policy, extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFMETA_DATA_DIR=str(data_dir))
     export = tmp_path / "saved_models" / "omniglot_maml"
     out = subprocess.run(
         [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
-         "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy],
+         "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy, *extra],
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["episodes"] == 20 and result["iterations"] == 6
     assert result["dtype_policy"] == policy
+    assert result["augment"] == ("affine" if extra else "none")
+    assert result["lr_schedule"] == ("cosine" if extra else "constant")
     assert 0.2 <= result["accuracy"] <= 1.0 and result["ci95"] > 0
     assert result["export"] == str(export / "1")
     assert result["export_max_abs_diff"] < 1e-4  # SavedModel few_shot == in-process adaptation
