@@ -1,7 +1,8 @@
 """Chapter 3: MAML on Omniglot, tested on held-out alphabets, exported with in-graph adaptation.
 
 Meta-trains `tfmeta.MAML` (second order, conv4 + Dense head, inner lr 0.4, 1 inner step,
-meta-batch 32, Adam 1e-3; one query per class during training, as in the MAML code) on the
+meta-batch 32, Adam 1e-3; one query per class during training, as in the MAML code; every
+training image randomly rotated/shifted/scaled/sheared, `tfmeta.data.augment.RandomAffine`) on the
 background characters of the shared `small1` + `small2` sets minus the held-out alphabets
 (`DEFAULT_HELD_OUT_ALPHABETS`), with 90/180/270-degree rotations as extra classes. Then it
 
@@ -22,7 +23,13 @@ Usage:
     python recipes/ch03_maml_omniglot.py --ways 20 --meta-batch 16
     python recipes/ch03_maml_omniglot.py --quick                  # smoke test (< 60 s)
     python recipes/ch03_maml_omniglot.py --dtype-policy mixed_bfloat16   # bfloat16 convs
-    python recipes/ch03_maml_omniglot.py --augment affine         # random affine distortions
+    python recipes/ch03_maml_omniglot.py --augment none           # no affine distortions
+
+Measured on the 2-core CPU (600 held-out 5-way 1-shot episodes, the same ones in every run):
+
+    --time-budget 3000 --augment none (float32):          91.4% +- 0.6, 8,391 iterations
+    --time-budget 3000 --dtype-policy mixed_bfloat16:     92.9% +- 0.6, 9,091 iterations
+      (with the default affine distortions; training accuracy 98.6% vs 99.2% without)
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-dir", default="runs/ch03_maml_omniglot")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--augment", default="none", choices=("none", "affine"),
+        "--augment", default="affine", choices=("none", "affine"),
         help="affine: random rotation/shift/scale/shear of every training image "
         "(tfmeta.data.augment.RandomAffine), against over-fitting the few background characters",
     )
