@@ -36,7 +36,11 @@ prototypes refined with the episode's queries by soft k-means) on the same episo
 `--members N` trains N networks (seeds `--seed` .. `--seed + N - 1`, each exactly the single
 run with that seed), scores each member plain, then scores their ensemble (the concatenated
 embeddings, `tfmeta.backbones.concatenate_encoders`, which sums the members' logits) plain and
-with the other options, on the same test episodes; `--export` exports the ensemble.
+with the other options, on the same test episodes; `--export` exports the ensemble. Measured:
+
+    --members 4 --steps 3000 --decay-every 750 --tta-shift 1 (2,750 s of training in all):
+        members plain 93.1-93.9 / 97.5-97.8 / 81.5-83.0 / 91.9-92.9;
+        ensemble plain 94.5 / 98.0 / 84.9 / 93.8;  ensemble shifted 94.8 / 98.1 / 85.7 / 94.3
 
 Pre-training reaches nearly the same embedding in a fraction of the time but does not lift
 the ceiling: with 178 training characters the data, not the optimiser, limits accuracy.
