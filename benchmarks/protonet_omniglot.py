@@ -129,7 +129,6 @@ def evaluate_all(model, test, episodes, results, prefix=""):
                   f"+- {100 * r['ci95']:.2f}%", flush=True)
 
 
-
 def train_member(args, train, test, seed, results, prefix=""):
     """Trains one prototypical network with `seed` and records its scores under `prefix`."""
     keras.utils.set_random_seed(seed)
@@ -219,9 +218,9 @@ def main(argv=None) -> dict:
         # Same test episodes: each member plain (above), then the joint embedding.
         encoder = tfmeta.backbones.concatenate_encoders([m.encoder for m in members])
         model = tfmeta.PrototypicalNetwork(encoder, distance=args.distance)
-        evaluate_all(model, test, args.episodes, results)
     else:
         model = members[0]
+    evaluate_all(model, test, args.episodes, results)
     if args.tta_shift:
         # Same trained encoder, inference averaged over translated copies; same test episodes.
         model = tfmeta.PrototypicalNetwork(

@@ -176,8 +176,8 @@ def _run(args) -> dict:
     out = {
         "ways": args.ways, "shots": args.shots, "accuracy": result["accuracy"], "ci95": result["ci95"],
         "episodes": result["episodes"], "iterations": iterations, "train_seconds": train_s,
-        "dtype_policy": args.dtype_policy, "augment": args.augment,
-        "lr_schedule": args.lr_schedule, "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,
+        "dtype_policy": args.dtype_policy, "augment": args.augment, "lr_schedule": args.lr_schedule,
+        "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,
         "final_train_accuracy": float(history.history.get("accuracy", [float("nan")])[-1]),
     }
     print(json.dumps(out))
