@@ -195,6 +195,10 @@ def main(argv=None) -> dict:
                         help="also score the transductive variant (prototypes refined with the "
                         "episode's queries by N soft k-means steps) on the same episodes; the "
                         "export stays inductive")
+    parser.add_argument("--tta-views", type=int, default=0,
+                        help="also score the same weights with the embedding averaged over N "
+                        "views: the image and N-1 fixed RandomAffine distortions "
+                        "(tfmeta.backbones.with_test_time_augmentation); exported when given")
     parser.add_argument("--members", type=int, default=1,
                         help="train N prototypical networks (seeds seed..seed+N-1), score each, "
                         "and score their ensemble: the concatenated embeddings "
@@ -221,6 +225,7 @@ def main(argv=None) -> dict:
     else:
         model = members[0]
     evaluate_all(model, test, args.episodes, results)
+    encoder = model.encoder
     if args.tta_shift:
         # Same trained encoder, inference averaged over translated copies; same test episodes.
         model = tfmeta.PrototypicalNetwork(
@@ -228,8 +233,16 @@ def main(argv=None) -> dict:
             distance=args.distance,
         )
         evaluate_all(model, test, args.episodes, results, prefix=f"tta{args.tta_shift}_")
+    if args.tta_views:
+        # Same trained encoder, embedding averaged over fixed affine distortions drawn from the
+        # training augmentation (the image itself + views-1); same test episodes.
+        model = tfmeta.PrototypicalNetwork(
+            tfmeta.backbones.with_test_time_augmentation(encoder, views=args.tta_views),
+            distance=args.distance,
+        )
+        evaluate_all(model, test, args.episodes, results, prefix=f"ttaviews{args.tta_views}_")
     if args.refine_steps:
-        # Same encoder (shifted when --tta-shift), transductive inference; same test episodes.
+        # Same encoder (averaged over views when --tta-shift/--tta-views), transductive; same episodes.
         refined = tfmeta.PrototypicalNetwork(
             model.encoder, distance=args.distance, refine_steps=args.refine_steps
         )

@@ -1,11 +1,19 @@
-"""Backbones: test-time shift averaging (`ShiftAverage`, `with_test_time_shifts`)."""
+"""Backbones: test-time shift averaging (`ShiftAverage`, `with_test_time_shifts`), affine
+test-time augmentation (`AffineAverage`, `with_test_time_augmentation`) and encoder ensembles."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfmeta
-from tfmeta.backbones import ShiftAverage, conv4, with_test_time_shifts
+from tfmeta.backbones import (
+    AffineAverage,
+    ShiftAverage,
+    conv4,
+    draw_test_time_transforms,
+    with_test_time_augmentation,
+    with_test_time_shifts,
+)
 
 
 def _shifted(x, dy, dx):
@@ -147,3 +155,90 @@ def test_concatenate_encoders_names_bad_input(members, bad, match):
     }[bad]
     with pytest.raises(ValueError, match=match):
         tfmeta.backbones.concatenate_encoders(arg)
+
+
+def _warp(x, t):
+    """Bilinear projective warp of `x` [B, H, W, C] by one transform `t` (output pixel -> input
+    pixel, zero outside), computed independently in numpy."""
+    a0, a1, a2, b0, b1, b2 = (float(v) for v in t[:6])
+    out = np.zeros_like(x)
+    h, w = x.shape[1:3]
+
+    def pixel(yy, xx):
+        inside = 0 <= yy < h and 0 <= xx < w
+        return x[:, yy, xx] if inside else 0.0
+
+    for y in range(h):
+        for xo in range(w):
+            xi, yi = a0 * xo + a1 * y + a2, b0 * xo + b1 * y + b2
+            x0, y0 = int(np.floor(xi)), int(np.floor(yi))
+            fx, fy = xi - x0, yi - y0
+            out[:, y, xo] = (
+                (1 - fy) * ((1 - fx) * pixel(y0, x0) + fx * pixel(y0, x0 + 1))
+                + fy * ((1 - fx) * pixel(y0 + 1, x0) + fx * pixel(y0 + 1, x0 + 1))
+            )
+    return out
+
+
+def test_affine_views_average_the_embedding_over_each_warped_copy(encoder, images):
+    wrapped = with_test_time_augmentation(encoder, views=4, seed=3)
+    transforms = wrapped.get_layer("affine_average").transforms
+    assert transforms.shape == (4, 8)
+    np.testing.assert_array_equal(transforms[0], [1, 0, 0, 0, 1, 0, 0, 0])  # the image itself
+    assert np.abs(transforms[1:, :6] - transforms[0, :6]).max() > 1e-3  # real distortions
+    expected = np.mean(
+        [encoder(_warp(images, t), training=False).numpy() for t in transforms], axis=0
+    )
+    np.testing.assert_allclose(wrapped(images, training=False).numpy(), expected, rtol=1e-4, atol=1e-5)
+    # An integer translation is an exact shift (cross-check of the warp against `_shifted`).
+    shift = [[1, 0, -1, 0, 1, 0, 0, 0]]  # output x reads input x - 1: moved right by one pixel
+    np.testing.assert_allclose(
+        AffineAverage(encoder, shift)(images, training=False).numpy(),
+        encoder(_shifted(images, 0, 1), training=False).numpy(),
+        rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_affine_average_trains_as_the_plain_encoder_and_is_seeded(encoder, images):
+    wrapped = with_test_time_augmentation(encoder, views=3)
+    np.testing.assert_allclose(
+        wrapped(images, training=True).numpy(), encoder(images, training=True).numpy(), atol=1e-6
+    )
+    plain = encoder(images, training=False).numpy()  # after the BN updates of training calls
+    assert np.abs(wrapped(images, training=False).numpy() - plain).max() > 1e-4
+    one = with_test_time_augmentation(encoder, views=1)
+    np.testing.assert_allclose(one(images, training=False).numpy(), plain, atol=1e-6)
+    same = draw_test_time_transforms(5, (12, 12, 1), seed=1)
+    np.testing.assert_array_equal(same, draw_test_time_transforms(5, (12, 12, 1), seed=1))
+    assert np.abs(same - draw_test_time_transforms(5, (12, 12, 1), seed=2)).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda e: draw_test_time_transforms(0, (12, 12)), "`views` must be an integer >= 1; received 0"),
+        (lambda e: draw_test_time_transforms(2, (12, 12), augment="affine"), "`augment` must have a `transforms"),
+        (lambda e: AffineAverage(e, [[1, 0, 0]]), r"`transforms` must be a finite \[views, 8\] array"),
+        (lambda e: with_test_time_augmentation("conv4"), "`encoder` must be a keras.Model; received str"),
+    ],
+)
+def test_affine_average_errors_are_named(encoder, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(encoder)
+
+
+def test_affine_averaged_protonet_exports_and_reloads_the_same_numbers(encoder, images, tmp_path):
+    import keras
+
+    model = tfmeta.PrototypicalNetwork(with_test_time_augmentation(encoder, views=3))
+    sx, sy, qx = images[:3], np.array([0, 1, 2], "int32"), images[3:]
+    direct = model.predict_few_shot(sx, sy, qx)
+    served = tf.saved_model.load(model.export(str(tmp_path / "protonet_tta"))).signatures["few_shot"](
+        support_x=tf.constant(sx), support_y=tf.constant(sy), query_x=tf.constant(qx)
+    )["probabilities"].numpy()
+    np.testing.assert_allclose(served, direct, atol=1e-5)
+    plain = tfmeta.PrototypicalNetwork(encoder).predict_few_shot(sx, sy, qx)
+    assert np.abs(plain - direct).max() > 1e-6  # the export carries the views
+    model.save(tmp_path / "protonet_tta.keras")
+    reloaded = keras.models.load_model(tmp_path / "protonet_tta.keras")
+    np.testing.assert_allclose(reloaded.predict_few_shot(sx, sy, qx), direct, atol=1e-5)

@@ -5,7 +5,9 @@ prototypical networks and most few-shot papers: 4 x [3x3 conv (64), BatchNorm, R
 2x2 max-pool], then flatten. On 28x28 Omniglot it gives a 64-dimensional embedding.
 
 `with_test_time_shifts` wraps any encoder so that inference averages its embedding over
-translated copies of the input (test-time augmentation that travels with the exported model).
+translated copies of the input (test-time augmentation that travels with the exported model);
+`with_test_time_augmentation` does the same over fixed random affine distortions drawn from the
+training augmentation (`tfmeta.data.augment.RandomAffine` by default).
 
 `concatenate_encoders` joins independently trained encoders into one whose embedding is the
 concatenation of theirs: an ensemble that any metric learner uses as a single encoder.
@@ -13,9 +15,10 @@ concatenation of theirs: an ensemble that any metric learner uses as a single en
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -170,6 +173,158 @@ def with_test_time_shifts(encoder: keras.Model, max_shift: int = 1, name: str | 
         raise ValueError(f"`encoder` must be a keras.Model; received {type(encoder).__name__}.")
     inputs = keras.Input(tuple(encoder.input_shape[1:]), name="image")
     outputs = ShiftAverage(encoder, max_shift=max_shift, name="shift_average")(inputs)
+    return keras.Model(inputs, outputs, name=name or f"{encoder.name}_tta")
+
+
+IDENTITY_TRANSFORM = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+
+
+@keras.saving.register_keras_serializable(package="tfmeta")
+class AffineAverage(layers.Layer):
+    """Test-time augmentation: averages an encoder's embedding over fixed affine distortions.
+
+    In training (`training=True`) the layer is the encoder itself. In inference it warps the
+    image with each of `V` fixed projective transforms (bilinear, zero fill; the format of
+    `keras.ops.image.affine_transform`: each row maps an output pixel to an input pixel),
+    encodes the `V` views in one batched pass and returns their mean embedding. The transforms
+    are part of the layer's config, so the exported model applies exactly the same views.
+    `with_test_time_augmentation` draws them from the training augmentation.
+
+    Args:
+        encoder: A `keras.Model` mapping images `[B, H, W, C]` to embeddings.
+        transforms: `[V, 8]` transforms, `V >= 1` (include the identity to keep the image itself).
+
+    Example:
+
+    >>> identity_and_shift = [[1, 0, 0, 0, 1, 0, 0, 0], [1, 0, 1, 0, 1, 0, 0, 0]]
+    >>> layer = AffineAverage(conv4((28, 28, 1)), identity_and_shift)  # 2 views
+    """
+
+    def __init__(self, encoder: keras.Model, transforms: Any, **kwargs):
+        super().__init__(**kwargs)
+        t = np.asarray(transforms, dtype="float32")
+        if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] != 8 or not np.all(np.isfinite(t)):
+            raise ValueError(
+                "`transforms` must be a finite [views, 8] array with views >= 1; received shape "
+                f"{t.shape}."
+            )
+        self.encoder = encoder
+        self.transforms = t
+
+    @property
+    def views(self) -> int:
+        return int(self.transforms.shape[0])
+
+    def build(self, input_shape):
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        self.built = True
+
+    def augmented_views(self, x):
+        """`[V * B, H, W, C]` warped copies of `x`, view-major (view `v` of image `b` at `v * B + b`)."""
+        batch = keras.ops.shape(x)[0]
+        tiled = keras.ops.tile(x, [self.views, 1, 1, 1])
+        transforms = keras.ops.repeat(keras.ops.convert_to_tensor(self.transforms), batch, axis=0)
+        return keras.ops.image.affine_transform(
+            tiled, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0
+        )
+
+    def call(self, x, training=None):
+        if training:
+            return self.encoder(x, training=training)
+        e = self.encoder(self.augmented_views(x), training=False)
+        e = keras.ops.reshape(e, (self.views, -1) + tuple(e.shape[1:]))
+        return keras.ops.mean(e, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return self.encoder.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "transforms": self.transforms.tolist(),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+
+def draw_test_time_transforms(
+    views: int, image_shape: Sequence[int], augment: Any = None, seed: int = 0
+) -> np.ndarray:
+    """`[views, 8]` transforms: the identity, then `views - 1` draws from `augment`.
+
+    Args:
+        views: Number of views, `>= 1`.
+        image_shape: `(height, width, ...)` of the images.
+        augment: An object with `transforms(batch, height, width, seed)` returning `[batch, 8]`
+            transforms, such as `tfmeta.data.augment.RandomAffine` (the default, with its
+            default distortions: the ones used in training by the Omniglot recipes).
+        seed: Seed of the draws (the same seed gives the same transforms).
+    """
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"`views` must be an integer >= 1; received {views!r}.")
+    if augment is None:
+        from tfmeta.data.augment import RandomAffine
+
+        augment = RandomAffine()
+    if not callable(getattr(augment, "transforms", None)):
+        raise ValueError(
+            "`augment` must have a `transforms(batch, height, width, seed)` method (e.g. "
+            f"tfmeta.data.augment.RandomAffine); received {type(augment).__name__}."
+        )
+    identity = np.asarray([IDENTITY_TRANSFORM], dtype="float32")
+    if views == 1:
+        return identity
+    height, width = int(image_shape[0]), int(image_shape[1])
+    drawn = np.asarray(augment.transforms(views - 1, height, width, [seed, 0]), dtype="float32")
+    return np.concatenate([identity, drawn], axis=0)
+
+
+def with_test_time_augmentation(
+    encoder: keras.Model,
+    views: int = 32,
+    augment: Any = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> keras.Model:
+    """Wraps `encoder` so that inference averages its embedding over fixed affine distortions.
+
+    The views are the image itself and `views - 1` distortions drawn once (seeded) from
+    `augment`, by default the `RandomAffine` distortions the Omniglot recipes train with; they
+    are fixed, so predictions are deterministic and the exported model applies the same ones.
+    Training is unchanged. Inference costs `views` encoder passes per image. See
+    `AffineAverage`; `with_test_time_shifts` is the cheaper translation-only variant.
+
+    Args:
+        encoder: A built `keras.Model` mapping images `[B, H, W, C]` to embeddings.
+        views: Number of views including the undistorted image.
+        augment: Where the distortions come from (see `draw_test_time_transforms`).
+        seed: Seed of the distortions.
+        name: Model name (default: `"<encoder name>_tta"`).
+
+    Example:
+
+    >>> encoder = with_test_time_augmentation(conv4((28, 28, 1)), views=32)
+    >>> protonet = tfmeta.PrototypicalNetwork(encoder)  # after training conv4
+    """
+    if not isinstance(encoder, keras.Model):
+        raise ValueError(f"`encoder` must be a keras.Model; received {type(encoder).__name__}.")
+    shape = tuple(encoder.input_shape[1:])
+    if len(shape) != 3 or None in shape[:2]:
+        raise ValueError(
+            f"`encoder` must take images of a fixed [height, width, channels] shape; received input shape {shape}."
+        )
+    transforms = draw_test_time_transforms(views, shape, augment, seed)
+    inputs = keras.Input(shape, name="image")
+    outputs = AffineAverage(encoder, transforms, name="affine_average")(inputs)
     return keras.Model(inputs, outputs, name=name or f"{encoder.name}_tta")
 
 

@@ -33,6 +33,13 @@ its own BN scale/offset, and per-step running statistics are accumulated during 
 `adapt()` returns a plain Keras model whose BN moving statistics are set to the statistics of
 the support set under the adapted weights, so it predicts single examples in inference mode.
 
+**Test-time augmentation.** `test_time_views=V > 1` (image classification) makes evaluation,
+`predict_few_shot` and the exported `few_shot` signature see every image as `V` views: the
+image and `V - 1` fixed affine distortions drawn once from `tfmeta.data.augment.RandomAffine`
+(`tfmeta.backbones.draw_test_time_transforms`). The inner loop adapts on all views of the
+support set (a 1-shot task becomes a V-shot task of distorted copies) and each query's class
+probabilities are averaged over its views. Training and `adapt()` are unchanged.
+
 Example:
 
 >>> net = keras.Sequential([tfmeta.backbones.conv4((28, 28, 1)), keras.layers.Dense(5)])
@@ -96,6 +103,9 @@ class MAML(FewShotMixin, keras.Model):
             test time).
         fast_path: `"auto"`, `True` (vectorised or raise) or `False` (per-task loop).
         conv_mode: `"grouped"` or `"split"` convolution in the vectorised path.
+        test_time_views: Views of every image at test time (1 = the image alone); see
+            "Test-time augmentation" above. Costs `V` times the adaptation and query passes.
+        test_time_seed: Seed of the test-time distortions.
         name: Model name.
 
     Speed: the vectorised path runs every task of a meta-batch in one grouped convolution
@@ -130,6 +140,8 @@ class MAML(FewShotMixin, keras.Model):
         ways: int | None = None,
         fast_path: bool | str = "auto",
         conv_mode: str = "grouped",
+        test_time_views: int = 1,
+        test_time_seed: int = 0,
         name: str = "maml",
         **kwargs: Any,
     ):
@@ -179,6 +191,21 @@ class MAML(FewShotMixin, keras.Model):
                 )
         self.ways = ways
         self.network = model
+        self.test_time_views = check_positive_int(test_time_views, "test_time_views")
+        self.test_time_seed = int(test_time_seed)
+        self.test_time_transforms = None
+        if self.test_time_views > 1:
+            shape = tuple(model.input_shape[1:]) if isinstance(model.input_shape, tuple) else ()
+            if len(shape) != 3 or None in shape[:2]:
+                raise ValueError(
+                    "`test_time_views` > 1 needs a model of fixed-size images [height, width, "
+                    f"channels]; received a model with input shape {model.input_shape}."
+                )
+            from tfmeta.backbones import draw_test_time_transforms
+
+            self.test_time_transforms = draw_test_time_transforms(
+                self.test_time_views, shape, seed=self.test_time_seed
+            )
         self.runner = make_runner(model, fast_path=fast_path, conv_mode=conv_mode)
         self.fast_path = not isinstance(self.runner, KerasRunner)
         if self.per_step_bn and not self.fast_path:
@@ -567,11 +594,52 @@ class MAML(FewShotMixin, keras.Model):
         support_y = tf.cast(support_y, tf.int32)
         ways = tf.reduce_max(support_y) + 1
         use_running = self.bn_test_stats == "running"
-        _, _, out, _ = self.inner_loop(
-            support_x[tf.newaxis], support_y[tf.newaxis], self.eval_steps, 0,
-            query_x=query_x[tf.newaxis], ways=ways, use_running=use_running,
+        sx, sy, qx = self._test_time_episode(
+            support_x[tf.newaxis], support_y[tf.newaxis], query_x[tf.newaxis]
         )
-        return tf.nn.softmax(_mask_logits(out, ways)[0], axis=-1)
+        _, _, out, _ = self.inner_loop(
+            sx, sy, self.eval_steps, 0, query_x=qx, ways=ways, use_running=use_running,
+        )
+        return self._query_probabilities(out, ways)[0]
+
+    def _test_time_episode(self, support_x, support_y, query_x):
+        """Replaces every image of `[T, N, H, W, C]` support/query sets by its test-time views.
+
+        Returns `[T, V * N, ...]` sets, view-major (view `v` of example `n` at `v * N + n`),
+        and the support labels tiled to match; the inputs unchanged when `test_time_views` is 1.
+        """
+        if self.test_time_views == 1:
+            return support_x, support_y, query_x
+        if support_x.shape.rank != 5:
+            raise ValueError(
+                "`test_time_views` > 1 needs image episodes [tasks, examples, height, width, "
+                f"channels]; received support_x of shape {support_x.shape}."
+            )
+        views = self.test_time_views
+        transforms = tf.constant(self.test_time_transforms)
+
+        def expand(x):
+            shape = tf.shape(x)
+            flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))  # [T * N, H, W, C]
+            tiled = tf.tile(flat, [views, 1, 1, 1])
+            warped = keras.ops.image.affine_transform(
+                tiled, tf.repeat(transforms, tf.shape(flat)[0], axis=0),
+                interpolation="bilinear", fill_mode="constant", fill_value=0,
+            )
+            warped = tf.reshape(warped, tf.concat([[views], shape], 0))  # [V, T, N, H, W, C]
+            warped = tf.transpose(warped, [1, 0, 2, 3, 4, 5])
+            return tf.reshape(warped, tf.concat([shape[:1], [-1], shape[2:]], 0))
+
+        return expand(support_x), tf.tile(support_y, [1, views]), expand(query_x)
+
+    def _query_probabilities(self, out, ways):
+        """`[T, Q, units]` class probabilities, averaged over the test-time views of each query."""
+        probs = tf.nn.softmax(_mask_logits(out, ways), axis=-1)
+        if self.test_time_views == 1:
+            return probs
+        shape = tf.shape(probs)
+        views = tf.reshape(probs, [shape[0], self.test_time_views, -1, shape[2]])
+        return tf.reduce_mean(views, axis=1)
 
     def few_shot_logits(self, support_x, support_y, query_x, ways):
         """`[Q, ways]` logits after adapting on the support set (log-probabilities)."""
@@ -609,6 +677,8 @@ class MAML(FewShotMixin, keras.Model):
                 else "batch statistics of the support set (inner loop) and query set (transductive)"
             ),
             "output_units": int(self.network.output_shape[-1]),
+            "test_time_views": self.test_time_views,
+            "test_time_seed": self.test_time_seed,
         }
 
     def export(self, base_dir: str, metadata: dict | None = None, version: int | None = None) -> str:
@@ -627,6 +697,15 @@ class MAML(FewShotMixin, keras.Model):
         if fn is None:
             def evaluate_batch(sx, sy, qx, qy):
                 classification = self._is_classification(sy)
+                if classification and self.test_time_views > 1:
+                    sx, sy_views, qx = self._test_time_episode(sx, sy, qx)
+                    _, _, out, _ = self.inner_loop(
+                        sx, sy_views, self.eval_steps, 0, query_x=qx,
+                        use_running=self.bn_test_stats == "running",
+                    )
+                    probs = self._query_probabilities(out, None)
+                    pred = tf.argmax(probs, -1, output_type=tf.int32)
+                    return tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(qy, tf.int32)), tf.float32), 1)
                 _, losses, out, _ = self.inner_loop(
                     sx, sy, self.eval_steps, 0, query_x=qx, query_y=qy,
                     use_running=self.bn_test_stats == "running",
