@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     "policy, extra",
     [("float32", ["--augment", "none"]),
-     ("mixed_bfloat16", ["--lr-schedule", "cosine", "--time-budget", "600"])],
+     ("mixed_bfloat16", ["--lr-schedule", "cosine", "--time-budget", "600", "--test-time-views", "3"])],
 )
 def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, policy, extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFMETA_DATA_DIR=str(data_dir))
@@ -31,8 +31,12 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     assert result["augment"] == ("none" if "none" in extra else "affine")
     assert result["lr_schedule"] == ("cosine" if "cosine" in extra else "constant")
     assert 0.2 <= result["accuracy"] <= 1.0 and result["ci95"] > 0
+    views = 3 if "--test-time-views" in extra else 1
+    assert result["test_time_views"] == views
+    assert (result["accuracy_views"] is None) == (views == 1)
     assert result["export"] == str(export / "1")
     assert result["export_max_abs_diff"] < 1e-4  # SavedModel few_shot == in-process adaptation
     meta = json.loads((export / "1" / "tfmeta.json").read_text())
     assert meta["learner"] == "maml" and meta["adaptation"]["inner_steps"] == 3
+    assert meta["adaptation"]["test_time_views"] == views  # the export adapts on the same views
     assert "few_shot" in meta["signatures"]
