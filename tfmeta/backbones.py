@@ -81,8 +81,61 @@ def mlp(
     return keras.Model(inputs, h, name=name)
 
 
+class ViewAverage(layers.Layer):
+    """Base of the test-time augmentation layers: averages an encoder's embedding over views.
+
+    In training (`training=True`) the layer is the encoder itself. In inference it encodes
+    `self.views` copies of every image (from `augmented_views`, view-major: view `v` of image
+    `b` at `v * B + b`) in one batched pass and returns their mean embedding. Subclasses say
+    how the views are made and add their own arguments to `get_config`.
+
+    Args:
+        encoder: A `keras.Model` mapping images `[B, H, W, C]` to embeddings.
+    """
+
+    views: int = 1
+
+    def __init__(self, encoder: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+
+    def augmented_views(self, x):
+        """`[views * B, H, W, C]` copies of `x`, view-major."""
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        self.built = True
+
+    def is_identity(self) -> bool:
+        """True when the only view is the image itself (inference is then the encoder alone)."""
+        return False
+
+    def call(self, x, training=None):
+        if training or self.is_identity():
+            return self.encoder(x, training=training)
+        e = self.encoder(self.augmented_views(x), training=False)
+        e = keras.ops.reshape(e, (self.views, -1) + tuple(e.shape[1:]))
+        return keras.ops.mean(e, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return self.encoder.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="tfmeta")
-class ShiftAverage(layers.Layer):
+class ShiftAverage(ViewAverage):
     """Test-time augmentation: averages an encoder's embedding over small image translations.
 
     In training (`training=True`) the layer is the encoder itself. In inference it encodes the
@@ -103,18 +156,16 @@ class ShiftAverage(layers.Layer):
     """
 
     def __init__(self, encoder: keras.Model, max_shift: int = 1, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(encoder, **kwargs)
         if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
             raise ValueError(f"`max_shift` must be an integer >= 0; received {max_shift!r}.")
-        self.encoder = encoder
         self.max_shift = max_shift
+        self.views = (2 * max_shift + 1) ** 2
 
-    def build(self, input_shape):
-        if not self.encoder.built:
-            self.encoder.build(input_shape)
-        self.built = True
+    def is_identity(self) -> bool:
+        return self.max_shift == 0
 
-    def _views(self, x):
+    def augmented_views(self, x):
         s = self.max_shift
         padded = keras.ops.pad(x, [[0, 0], [s, s], [s, s], [0, 0]])
         h, w = keras.ops.shape(x)[1], keras.ops.shape(x)[2]
@@ -127,29 +178,10 @@ class ShiftAverage(layers.Layer):
             axis=0,
         )
 
-    def call(self, x, training=None):
-        if training or self.max_shift == 0:
-            return self.encoder(x, training=training)
-        n_views = (2 * self.max_shift + 1) ** 2
-        e = self.encoder(self._views(x), training=False)
-        e = keras.ops.reshape(e, (n_views, -1) + tuple(e.shape[1:]))
-        return keras.ops.mean(e, axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return self.encoder.compute_output_shape(input_shape)
-
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            {"encoder": keras.saving.serialize_keras_object(self.encoder), "max_shift": self.max_shift}
-        )
+        config["max_shift"] = self.max_shift
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
 
 def with_test_time_shifts(encoder: keras.Model, max_shift: int = 1, name: str | None = None) -> keras.Model:
@@ -179,15 +211,29 @@ def with_test_time_shifts(encoder: keras.Model, max_shift: int = 1, name: str | 
 IDENTITY_TRANSFORM = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
 
 
+def affine_views(x, transforms):
+    """`[V * B, H, W, C]` copies of images `x` `[B, H, W, C]` warped by each of `[V, 8]` transforms.
+
+    View-major (view `v` of image `b` at `v * B + b`); bilinear, zero fill; each transform row
+    maps an output pixel to an input pixel, as in `keras.ops.image.affine_transform`.
+    """
+    transforms = keras.ops.convert_to_tensor(transforms, dtype="float32")
+    batch = keras.ops.shape(x)[0]
+    tiled = keras.ops.tile(x, [keras.ops.shape(transforms)[0], 1, 1, 1])
+    return keras.ops.image.affine_transform(
+        tiled, keras.ops.repeat(transforms, batch, axis=0),
+        interpolation="bilinear", fill_mode="constant", fill_value=0,
+    )
+
+
 @keras.saving.register_keras_serializable(package="tfmeta")
-class AffineAverage(layers.Layer):
+class AffineAverage(ViewAverage):
     """Test-time augmentation: averages an encoder's embedding over fixed affine distortions.
 
     In training (`training=True`) the layer is the encoder itself. In inference it warps the
-    image with each of `V` fixed projective transforms (bilinear, zero fill; the format of
-    `keras.ops.image.affine_transform`: each row maps an output pixel to an input pixel),
-    encodes the `V` views in one batched pass and returns their mean embedding. The transforms
-    are part of the layer's config, so the exported model applies exactly the same views.
+    image with each of `V` fixed projective transforms (`affine_views`), encodes the `V` views
+    in one batched pass and returns their mean embedding. The transforms are part of the
+    layer's config, so the exported model applies exactly the same views.
     `with_test_time_augmentation` draws them from the training augmentation.
 
     Args:
@@ -201,59 +247,23 @@ class AffineAverage(layers.Layer):
     """
 
     def __init__(self, encoder: keras.Model, transforms: Any, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(encoder, **kwargs)
         t = np.asarray(transforms, dtype="float32")
         if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] != 8 or not np.all(np.isfinite(t)):
             raise ValueError(
                 "`transforms` must be a finite [views, 8] array with views >= 1; received shape "
                 f"{t.shape}."
             )
-        self.encoder = encoder
         self.transforms = t
-
-    @property
-    def views(self) -> int:
-        return int(self.transforms.shape[0])
-
-    def build(self, input_shape):
-        if not self.encoder.built:
-            self.encoder.build(input_shape)
-        self.built = True
+        self.views = int(t.shape[0])
 
     def augmented_views(self, x):
-        """`[V * B, H, W, C]` warped copies of `x`, view-major (view `v` of image `b` at `v * B + b`)."""
-        batch = keras.ops.shape(x)[0]
-        tiled = keras.ops.tile(x, [self.views, 1, 1, 1])
-        transforms = keras.ops.repeat(keras.ops.convert_to_tensor(self.transforms), batch, axis=0)
-        return keras.ops.image.affine_transform(
-            tiled, transforms, interpolation="bilinear", fill_mode="constant", fill_value=0
-        )
-
-    def call(self, x, training=None):
-        if training:
-            return self.encoder(x, training=training)
-        e = self.encoder(self.augmented_views(x), training=False)
-        e = keras.ops.reshape(e, (self.views, -1) + tuple(e.shape[1:]))
-        return keras.ops.mean(e, axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return self.encoder.compute_output_shape(input_shape)
+        return affine_views(x, self.transforms)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(
-            {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "transforms": self.transforms.tolist(),
-            }
-        )
+        config["transforms"] = self.transforms.tolist()
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
 
 def draw_test_time_transforms(

@@ -615,17 +615,14 @@ class MAML(FewShotMixin, keras.Model):
                 "`test_time_views` > 1 needs image episodes [tasks, examples, height, width, "
                 f"channels]; received support_x of shape {support_x.shape}."
             )
+        from tfmeta.backbones import affine_views
+
         views = self.test_time_views
-        transforms = tf.constant(self.test_time_transforms)
 
         def expand(x):
             shape = tf.shape(x)
             flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))  # [T * N, H, W, C]
-            tiled = tf.tile(flat, [views, 1, 1, 1])
-            warped = keras.ops.image.affine_transform(
-                tiled, tf.repeat(transforms, tf.shape(flat)[0], axis=0),
-                interpolation="bilinear", fill_mode="constant", fill_value=0,
-            )
+            warped = affine_views(flat, self.test_time_transforms)  # [V * T * N, H, W, C]
             warped = tf.reshape(warped, tf.concat([[views], shape], 0))  # [V, T, N, H, W, C]
             warped = tf.transpose(warped, [1, 0, 2, 3, 4, 5])
             return tf.reshape(warped, tf.concat([shape[:1], [-1], shape[2:]], 0))
