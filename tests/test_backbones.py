@@ -242,3 +242,16 @@ def test_affine_averaged_protonet_exports_and_reloads_the_same_numbers(encoder, 
     model.save(tmp_path / "protonet_tta.keras")
     reloaded = keras.models.load_model(tmp_path / "protonet_tta.keras")
     np.testing.assert_allclose(reloaded.predict_few_shot(sx, sy, qx), direct, atol=1e-5)
+
+
+def test_affine_views_reproduce_keras_affine_transform_and_compile_with_xla(images):
+    transforms = draw_test_time_transforms(6, (12, 12, 1), seed=4)
+    import keras
+
+    reference = np.concatenate(
+        [keras.ops.image.affine_transform(images, np.tile(t, (len(images), 1))).numpy() for t in transforms]
+    )
+    got = tfmeta.backbones.affine_views(tf.constant(images), transforms).numpy()
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+    xla = tf.function(lambda x: tfmeta.backbones.affine_views(x, transforms), jit_compile=True)
+    np.testing.assert_allclose(xla(tf.constant(images)).numpy(), got, atol=1e-6)

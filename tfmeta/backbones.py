@@ -211,19 +211,54 @@ def with_test_time_shifts(encoder: keras.Model, max_shift: int = 1, name: str | 
 IDENTITY_TRANSFORM = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
 
 
+def bilinear_taps(transforms: Any, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source pixels and weights of a bilinear warp with zero fill, for fixed transforms.
+
+    Each transform row `[a0, a1, a2, b0, b1, b2, c0, c1]` maps output pixel `(x, y)` to input
+    pixel `((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)`, `k = c0 x + c1 y + 1` (the format
+    of `keras.ops.image.affine_transform`). Output pixel `p` of view `v` is
+    `sum_t weights[v, p, t] * image[indices[v, p, t]]` over the 4 neighbours of its source
+    point, with weight 0 for neighbours outside the image.
+
+    Returns:
+        `(indices, weights)`: `[V, height * width, 4]` int32 flat pixel indices and float32 weights.
+    """
+    t = np.asarray(transforms, dtype="float64").reshape(-1, 8)
+    ys, xs = np.meshgrid(np.arange(height, dtype="float64"), np.arange(width, dtype="float64"), indexing="ij")
+    xo, yo = xs.ravel()[None], ys.ravel()[None]
+    k = t[:, 6:7] * xo + t[:, 7:8] * yo + 1.0
+    xi = (t[:, 0:1] * xo + t[:, 1:2] * yo + t[:, 2:3]) / k
+    yi = (t[:, 3:4] * xo + t[:, 4:5] * yo + t[:, 5:6]) / k
+    x0, y0 = np.floor(xi), np.floor(yi)
+    fx, fy = xi - x0, yi - y0
+    indices, weights = [], []
+    for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        yy, xx = y0 + dy, x0 + dx
+        inside = (yy >= 0) & (yy < height) & (xx >= 0) & (xx < width)
+        indices.append(np.where(inside, yy * width + xx, 0).astype("int32"))
+        weights.append(np.where(inside, w, 0.0).astype("float32"))
+    return np.stack(indices, -1), np.stack(weights, -1)
+
+
 def affine_views(x, transforms):
     """`[V * B, H, W, C]` copies of images `x` `[B, H, W, C]` warped by each of `[V, 8]` transforms.
 
     View-major (view `v` of image `b` at `v * B + b`); bilinear, zero fill; each transform row
-    maps an output pixel to an input pixel, as in `keras.ops.image.affine_transform`.
+    maps an output pixel to an input pixel, as in `keras.ops.image.affine_transform`, whose
+    results it reproduces. The warp is a gather with fixed weights (`bilinear_taps`, computed
+    once per static image size), so it compiles with XLA (`jit_compile=True`) and runs on any
+    backend. `H`, `W` and `C` must be static.
     """
-    transforms = keras.ops.convert_to_tensor(transforms, dtype="float32")
-    batch = keras.ops.shape(x)[0]
-    tiled = keras.ops.tile(x, [keras.ops.shape(transforms)[0], 1, 1, 1])
-    return keras.ops.image.affine_transform(
-        tiled, keras.ops.repeat(transforms, batch, axis=0),
-        interpolation="bilinear", fill_mode="constant", fill_value=0,
-    )
+    height, width, channels = (int(d) for d in x.shape[1:4])
+    indices, weights = bilinear_taps(transforms, height, width)
+    views = indices.shape[0]
+    flat = keras.ops.reshape(x, (-1, height * width, channels))
+    taps = keras.ops.take(flat, keras.ops.convert_to_tensor(indices.reshape(-1)), axis=1)
+    taps = keras.ops.reshape(taps, (-1, views, height * width, 4, channels))
+    w = keras.ops.cast(keras.ops.convert_to_tensor(weights[None, ..., None]), taps.dtype)
+    warped = keras.ops.sum(taps * w, axis=3)  # [B, V, H*W, C]
+    warped = keras.ops.transpose(warped, (1, 0, 2, 3))
+    return keras.ops.reshape(warped, (-1, height, width, channels))
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")

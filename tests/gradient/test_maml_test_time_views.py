@@ -57,6 +57,10 @@ def test_evaluation_and_export_use_the_same_views(pair, tmp_path):
         support_x=sx[0], support_y=sy[0], query_x=qx[0]
     )["probabilities"].numpy()
     np.testing.assert_allclose(served, views.predict_few_shot(sx[0], sy[0], qx[0]), atol=1e-5)
+    # XLA (TPU readiness): the in-graph views + adaptation compile with jit_compile=True.
+    plain = tf.function(views.few_shot_core)(sx[0], sy[0], qx[0]).numpy()
+    xla = tf.function(views.few_shot_core, jit_compile=True)(sx[0], sy[0], qx[0]).numpy()
+    np.testing.assert_allclose(xla, plain, atol=1e-5)
 
 
 def test_bad_test_time_views_are_named():

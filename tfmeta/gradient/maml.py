@@ -38,7 +38,8 @@ the support set under the adapted weights, so it predicts single examples in inf
 image and `V - 1` fixed affine distortions drawn once from `tfmeta.data.augment.RandomAffine`
 (`tfmeta.backbones.draw_test_time_transforms`). The inner loop adapts on all views of the
 support set (a 1-shot task becomes a V-shot task of distorted copies) and each query's class
-probabilities are averaged over its views. Training and `adapt()` are unchanged.
+probabilities are averaged over its views. Training and `adapt()` are unchanged. The warp is
+a fixed gather (`tfmeta.backbones.affine_views`), so the export still compiles with XLA.
 
 Example:
 
