@@ -109,6 +109,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="test-time augmentation: average embeddings over translations of up to this many "
         "pixels (tfmeta.backbones.with_test_time_shifts; 1 = 9 views, 0 = off)",
     )
+    p.add_argument(
+        "--tta-views",
+        type=int,
+        default=0,
+        help="also score the same weights with embeddings averaged over N views: the image and "
+        "N-1 fixed distortions drawn from the training augmentation "
+        "(tfmeta.backbones.with_test_time_augmentation; reported, not exported; 0 = off)",
+    )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(
         "--lr-schedule",
@@ -128,13 +136,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def training_augmentation():
+    """Koch et al.'s small affine distortions (`tfmeta.data.augment.RandomAffine`)."""
+    from tfmeta.data.augment import RandomAffine
+
+    return RandomAffine(rotation=8.6, shift=2.0, scale=0.1, shear=8.6)
+
+
 def training_dataset(train, args):
     """Pair batches or episodes over the training classes, with optional distortions
     (`tfmeta.data.augment.RandomAffine`: Koch et al.'s small affine distortions, seeded)."""
     from tfmeta.data import EpisodeSampler, PairSampler
-    from tfmeta.data.augment import RandomAffine
 
-    augment = None if args.no_augment else RandomAffine(rotation=8.6, shift=2.0, scale=0.1, shear=8.6)
+    augment = None if args.no_augment else training_augmentation()
     if args.train_on == "pairs":
         return PairSampler(train.x, train.y, seed=args.seed).dataset(args.batch_size, augment=augment)
     groups = dict(enumerate(train.alphabets)) if args.within_alphabet else None
@@ -253,6 +267,17 @@ def main(argv=None) -> dict:
         plain = tfmeta.SiameseNetwork(base_encoder, **siamese_kwargs)
         plain.head = model.head
         plain_accuracy = in_process_runs_accuracy(plain, runs)
+    views_accuracy = None
+    if args.tta_views:
+        # The same trained weights, embeddings averaged over distorted views, on the same runs.
+        viewed = tfmeta.SiameseNetwork(
+            tfmeta.backbones.with_test_time_augmentation(
+                base_encoder, views=args.tta_views, augment=training_augmentation()
+            ),
+            **siamese_kwargs,
+        )
+        viewed.head = model.head
+        views_accuracy = in_process_runs_accuracy(viewed, runs)
 
     export_path = model.export(
         args.export_dir,
@@ -294,6 +319,8 @@ def main(argv=None) -> dict:
         "oneshot20_error_rate": scored["error_rate"],
         "oneshot20_accuracy_keras_model": keras_accuracy,
         "oneshot20_accuracy_without_tta": plain_accuracy,
+        "tta_views": args.tta_views,
+        "oneshot20_accuracy_views": views_accuracy,
         "runs_dir": runs_dir,
         "export": export_path,
         "plot": plot_path,

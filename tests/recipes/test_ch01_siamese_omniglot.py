@@ -22,6 +22,7 @@ def test_quick_recipe_trains_exports_and_scores(tmp_path, data_dir):
             "--export-dir", str(tmp_path / "saved_models" / "omniglot_siamese"),
             "--out-dir", str(tmp_path / "recipe_outputs"),
             "--runs-dir", str(tmp_path / "runs"),
+            "--tta-views", "3",
         ],
         cwd=str(tmp_path),
         env=env,
@@ -37,6 +38,7 @@ def test_quick_recipe_trains_exports_and_scores(tmp_path, data_dir):
     assert result["oneshot20_runs"] == 2 and result["oneshot20_trials"] == 40
     # The exported SavedModel scores exactly like the Keras model.
     assert result["oneshot20_accuracy"] == result["oneshot20_accuracy_keras_model"]
+    assert result["tta_views"] == 3 and 0.0 <= result["oneshot20_accuracy_views"] <= 1.0
     assert abs(result["oneshot20_error_rate"] + result["oneshot20_accuracy"] - 1.0) < 1e-9
     export = Path(result["export"])
     assert (export / "saved_model.pb").exists() and (export / "tfmeta.json").exists()
