@@ -26,6 +26,14 @@ Measured on one core each (600 test episodes; 5w1s / 5w5s / 20w1s / 20w5s):
     same with --filters 128 (1,463 s, cores partly shared with a CI run):
         plain 94.0 / 97.9 / 83.7 / 93.5;  shifted 94.7 / 98.2 / 85.5 / 94.4
 
+`--tta-views N` also scores the same weights with the embedding averaged over the image and N-1
+fixed `RandomAffine` distortions (`tfmeta.backbones.with_test_time_augmentation`) on the same
+test episodes, and exports that model. Measured on 2 cores (partly shared):
+
+    --steps 3000 --decay-every 750 --tta-shift 1 --tta-views 32 (924 s of training):
+        plain 93.6 / 97.6 / 82.5 / 92.6;  shifted 94.6 / 98.1 / 84.8 / 93.9;
+        32 views 94.9 / 98.0 / 85.3 / 94.0
+
 `--refine-steps N` also scores the transductive variant (`PrototypicalNetwork(refine_steps=N)`:
 prototypes refined with the episode's queries by soft k-means) on the same episodes:
 
