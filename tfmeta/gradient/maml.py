@@ -620,9 +620,11 @@ class MAML(FewShotMixin, keras.Model):
 
         views = self.test_time_views
 
+        image_shape = tuple(int(d) for d in support_x.shape[2:])  # static: checked in __init__
+
         def expand(x):
             shape = tf.shape(x)
-            flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))  # [T * N, H, W, C]
+            flat = tf.reshape(x, (-1,) + image_shape)  # [T * N, H, W, C]
             warped = affine_views(flat, self.test_time_transforms)  # [V * T * N, H, W, C]
             warped = tf.reshape(warped, tf.concat([[views], shape], 0))  # [V, T, N, H, W, C]
             warped = tf.transpose(warped, [1, 0, 2, 3, 4, 5])
