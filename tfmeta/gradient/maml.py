@@ -697,21 +697,15 @@ class MAML(FewShotMixin, keras.Model):
         if fn is None:
             def evaluate_batch(sx, sy, qx, qy):
                 classification = self._is_classification(sy)
-                if classification and self.test_time_views > 1:
-                    sx, sy_views, qx = self._test_time_episode(sx, sy, qx)
-                    _, _, out, _ = self.inner_loop(
-                        sx, sy_views, self.eval_steps, 0, query_x=qx,
-                        use_running=self.bn_test_stats == "running",
-                    )
-                    probs = self._query_probabilities(out, None)
-                    pred = tf.argmax(probs, -1, output_type=tf.int32)
-                    return tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(qy, tf.int32)), tf.float32), 1)
+                if classification:  # the test-time views, if any (unchanged when 1)
+                    sx, sy, qx = self._test_time_episode(sx, sy, qx)
                 _, losses, out, _ = self.inner_loop(
-                    sx, sy, self.eval_steps, 0, query_x=qx, query_y=qy,
+                    sx, sy, self.eval_steps, 0, query_x=qx,
+                    query_y=None if classification else qy,
                     use_running=self.bn_test_stats == "running",
                 )
                 if classification:
-                    pred = tf.argmax(out, -1, output_type=tf.int32)
+                    pred = tf.argmax(self._query_probabilities(out, None), -1, output_type=tf.int32)
                     return tf.reduce_mean(tf.cast(tf.equal(pred, tf.cast(qy, tf.int32)), tf.float32), 1)
                 return losses[-1]
 
