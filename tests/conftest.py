@@ -36,12 +36,11 @@ def _seed_everything():
     yield
 
 
-@pytest.fixture(scope="session")
-def toy_few_shot_model():
+def make_toy_few_shot_model(seed: int = 1):
     """A tiny nearest-prototype few-shot learner on a fixed random encoder (28x28x1 input).
 
     Built from `tfmeta.fewshot.FewShotMixin` alone, so export and evaluation are tested
-    independently of the real learners.
+    independently of the real learners. `seed` draws the encoder's weights.
     """
     import keras
     import tensorflow as tf
@@ -55,7 +54,7 @@ def toy_few_shot_model():
             super().__init__()
             self.encoder = keras.Sequential(
                 [keras.Input((28, 28, 1)), keras.layers.AveragePooling2D(4), keras.layers.Flatten(),
-                 keras.layers.Dense(16, kernel_initializer=keras.initializers.GlorotUniform(seed=1))]
+                 keras.layers.Dense(16, kernel_initializer=keras.initializers.GlorotUniform(seed=seed))]
             )
 
         def call(self, x):
@@ -70,3 +69,15 @@ def toy_few_shot_model():
     model = ToyPrototypes()
     model(tf.zeros((1, 28, 28, 1)))
     return model
+
+
+@pytest.fixture(scope="session")
+def toy_few_shot_model():
+    """`make_toy_few_shot_model(seed=1)`, shared by the export and evaluation tests."""
+    return make_toy_few_shot_model(seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy_few_shot_model_factory():
+    """`make_toy_few_shot_model`, for tests that need toy learners with other encoders."""
+    return make_toy_few_shot_model

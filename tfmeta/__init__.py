@@ -21,7 +21,7 @@ _LAZY = {
     "Reptile": "tfmeta.gradient.reptile",
     "AutoModel": "tfmeta.automodel",
 }
-_SUBMODULES = {"data", "backbones", "callbacks", "export", "evaluation", "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel"}
+_SUBMODULES = {"data", "backbones", "callbacks", "ensemble", "export", "evaluation", "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel"}
 
 __all__ = ["__version__", *_LAZY, *sorted(_SUBMODULES)]
 

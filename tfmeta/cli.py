@@ -1,4 +1,4 @@
-"""The `tfmeta` command line: quickstart, oneshot-eval, search, serve.
+"""The `tfmeta` command line: quickstart, oneshot-eval, ensemble, search, serve.
 
 Run `tfmeta --help` or `tfmeta COMMAND --help`.
 """
@@ -33,6 +33,18 @@ def _oneshot_eval(args) -> int:
     else:
         print(f"{result['runs']} runs, {result['trials']} trials: accuracy {result['accuracy']:.4f}, "
               f"error rate {result['error_rate']:.4f} ({result['model']})")
+    return 0
+
+
+def _ensemble(args) -> int:
+    from tfmeta.ensemble import FewShotEnsemble
+
+    ensemble = FewShotEnsemble(args.models, weights=args.weights)
+    path = ensemble.export(args.output)
+    if args.json:
+        print(json.dumps({"export": path, "members": ensemble.member_paths, "weights": ensemble.weights}))
+    else:
+        print(f"ensemble of {len(ensemble.member_paths)} few_shot models exported to {path}")
     return 0
 
 
@@ -84,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", required=True, help="Folder or zip of runNN/ one-shot runs.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_oneshot_eval)
+
+    p = sub.add_parser(
+        "ensemble", help="Join few_shot SavedModels into one that averages their probabilities."
+    )
+    p.add_argument("models", nargs="+", help="Member SavedModels (version dirs or base dirs: newest).")
+    p.add_argument("--weights", type=float, nargs="+", default=None, help="One weight per member.")
+    p.add_argument("--output", required=True, help="Export base directory of the ensemble.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_ensemble)
 
     p = sub.add_parser("search", help="Run a NAS strategy against a tabular benchmark.")
     p.add_argument("--benchmark", default="nasbench-macro", choices=["nasbench-macro"])
