@@ -8,6 +8,12 @@ signatures, so any exported learner can be a member (MAML adapts inside its grap
     python benchmarks/few_shot_ensemble.py runs/maml_a/export runs/maml_b/export \\
         --ways 5 --shots 1 --episodes 600 --json [--export saved_models/omniglot_maml_ensemble]
 
+Measured (5-way 1-shot, 600 episodes, seed 1234; members exported with test-time views):
+
+    ch03 MAML 5,400 s + ch03 MAML seed 1, 3,500 s:   members 94.2 / 93.7, ensemble 94.8 +- 0.5
+    the same + the 2,400 s cosine MAML run (94.0):    ensemble 94.8 +- 0.5
+    that 3-MAML ensemble export + ProtoNet 32 views:  members 94.8 / 95.0, ensemble 95.6 +- 0.5
+
 Prints one JSON object: `{"members": [{"path", "accuracy", "ci95", "seconds"}...],
 "ensemble": {"accuracy", "ci95", "seconds"}, "ways", "shots", "episodes"}`.
 """
