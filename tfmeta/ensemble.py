@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.data.validation import check_support_set
-from tfmeta.evaluation import evaluate_few_shot
+from tfmeta.evaluation import evaluate_episodes
 from tfmeta.oneshot import few_shot_signature
 
 
@@ -39,11 +39,13 @@ def _input_shape(fn) -> tuple:
     return tuple(fn.structured_input_signature[1]["support_x"].shape[1:])
 
 
-def _member_metadata(path: str) -> dict:
+def _member_summary(path: str, weight: float) -> dict:
+    """A member's entry in the ensemble's tfmeta.json (its learner and metrics, when recorded)."""
     try:
-        return export_lib.read_metadata(path)
+        meta = export_lib.read_metadata(path)
     except FileNotFoundError:
-        return {}
+        meta = {}
+    return {"path": path, "weight": weight, "learner": meta.get("learner"), "metrics": meta.get("metrics")}
 
 
 class FewShotEnsemble(tf.Module):
@@ -147,10 +149,7 @@ class FewShotEnsemble(tf.Module):
         The same `seed` gives the same episodes as a learner's `evaluate_episodes`, so an
         ensemble and its members are compared on identical tasks.
         """
-        from tfmeta.data.episodes import EpisodeSampler
-
-        sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
-        return evaluate_few_shot(self.probabilities, sampler, episodes=episodes, seed=seed)
+        return evaluate_episodes(self.probabilities, x, y, ways, shots, queries, episodes, seed)
 
     def export(
         self, base_dir: str, metadata: dict[str, Any] | None = None, version: int | None = None
@@ -174,13 +173,7 @@ class FewShotEnsemble(tf.Module):
             "class_names": None,
             "metrics": {},
             "members": [
-                {
-                    "path": path,
-                    "weight": weight,
-                    "learner": _member_metadata(path).get("learner"),
-                    "metrics": _member_metadata(path).get("metrics"),
-                }
-                for path, weight in zip(self.member_paths, self.weights)
+                _member_summary(path, weight) for path, weight in zip(self.member_paths, self.weights)
             ],
             "signatures": ["few_shot", "serving_default"],
         }

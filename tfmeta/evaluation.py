@@ -45,3 +45,27 @@ def evaluate_few_shot(
         "ways": sampler.ways,
         "shots": sampler.shots,
     }
+
+
+def evaluate_episodes(
+    probabilities_fn: Callable,
+    x,
+    y,
+    ways: int,
+    shots: int,
+    queries: int = 15,
+    episodes: int = 600,
+    seed: int = 1234,
+) -> dict:
+    """Scores `probabilities_fn` on seeded N-way K-shot episodes drawn from `(x, y)`.
+
+    The same `(x, y, ways, shots, queries, seed)` give the same episodes to every learner, so
+    learners (and ensembles of them) are compared on identical tasks.
+
+    Returns:
+        As `evaluate_few_shot`.
+    """
+    from tfmeta.data.episodes import EpisodeSampler
+
+    sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
+    return evaluate_few_shot(probabilities_fn, sampler, episodes=episodes, seed=seed)

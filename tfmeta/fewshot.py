@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.data.validation import check_support_set
-from tfmeta.evaluation import evaluate_few_shot
+from tfmeta.evaluation import evaluate_episodes
 
 
 class FewShotMixin:
@@ -54,11 +54,8 @@ class FewShotMixin:
         self, x, y, ways: int, shots: int, queries: int = 15, episodes: int = 600, seed: int = 1234
     ) -> dict:
         """Mean accuracy and 95% CI over `episodes` N-way K-shot episodes from `(x, y)`."""
-        from tfmeta.data.episodes import EpisodeSampler
-
-        sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
         fn = tf.function(self.few_shot_probabilities, reduce_retracing=True)
-        return evaluate_few_shot(fn, sampler, episodes=episodes, seed=seed)
+        return evaluate_episodes(fn, x, y, ways, shots, queries, episodes, seed)
 
     # ----------------------------------------------------------------- export
     def _example_spec(self) -> tuple:
