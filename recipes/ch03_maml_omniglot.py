@@ -75,6 +75,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--inner-steps", type=int, default=1)
     p.add_argument("--eval-steps", type=int, default=3)
     p.add_argument("--order", type=int, default=2, choices=(1, 2))
+    p.add_argument("--learn-step-lrs", action="store_true",
+                   help="MAML++: a learned inner learning rate per layer variable and per step")
+    p.add_argument("--multi-step-loss", action="store_true",
+                   help="MAML++: meta-loss over the query loss after every inner step")
+    p.add_argument("--msl-anneal-steps", type=int, default=3000,
+                   help="meta-iterations over which the multi-step loss moves to the last step")
+    p.add_argument("--per-step-bn", action="store_true",
+                   help="MAML++: BatchNorm scale/offset per inner step")
+    p.add_argument("--maml-plus-plus", action="store_true",
+                   help="all three MAML++ options above; give --inner-steps = --eval-steps so "
+                   "every step used at test time is trained")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(
         "--lr-schedule", default="constant", choices=("constant", "cosine"),
@@ -106,12 +117,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--test-time-views must be >= 1; received {args.test_time_views}")
     if args.lr_schedule == "cosine" and args.time_budget == float("inf"):
         p.error("--lr-schedule cosine anneals over the wall time; give --time-budget SECONDS")
+    if args.maml_plus_plus:
+        args.learn_step_lrs = args.multi_step_loss = args.per_step_bn = True
     if args.quick:
         args.meta_batch, args.iterations, args.filters = 4, 6, 16
         args.episodes = 20
         if args.export_dir == "saved_models/omniglot_maml":
             args.export_dir = "saved_models/omniglot_maml_quick"
     return args
+
+
+def _maml_kwargs(args) -> dict:
+    return dict(
+        inner_lr=args.inner_lr, inner_steps=args.inner_steps, order=args.order,
+        eval_steps=args.eval_steps, learn_step_lrs=args.learn_step_lrs,
+        multi_step_loss=args.multi_step_loss, msl_anneal_steps=args.msl_anneal_steps,
+        per_step_bn=args.per_step_bn,
+    )
 
 
 def main(argv=None) -> dict:
@@ -139,10 +161,7 @@ def _run(args) -> dict:
             keras.layers.Dense(args.ways, name="head"),
         ]
     )
-    maml = tfmeta.MAML(
-        net, inner_lr=args.inner_lr, inner_steps=args.inner_steps, order=args.order,
-        eval_steps=args.eval_steps,
-    )
+    maml = tfmeta.MAML(net, **_maml_kwargs(args))
     maml.compile(optimizer=keras.optimizers.Adam(args.lr))
     sampler = EpisodeSampler(train.x, train.y, args.ways, args.shots, args.train_queries, seed=args.seed)
     val_sampler = EpisodeSampler(test.x, test.y, args.ways, args.shots, 15, seed=args.seed + 1)
@@ -176,10 +195,9 @@ def _run(args) -> dict:
     views_result = None
     if args.test_time_views > 1:
         # The same trained network, with test-time views; the same test episodes.
-        maml = tfmeta.MAML(
-            net, inner_lr=args.inner_lr, inner_steps=args.inner_steps, order=args.order,
-            eval_steps=args.eval_steps, test_time_views=args.test_time_views,
-        )
+        trained = maml
+        maml = tfmeta.MAML(net, **_maml_kwargs(args), test_time_views=args.test_time_views)
+        maml.set_weights(trained.get_weights())  # the learned step lrs / per-step BN
         views_result = maml.evaluate_episodes(test.x, test.y, ways=args.ways, shots=args.shots,
                                               queries=15, episodes=args.episodes, seed=1234)
         print(f"  with {args.test_time_views} test-time views: {100 * views_result['accuracy']:.2f}% "
@@ -193,7 +211,9 @@ def _run(args) -> dict:
         "training": {"dataset": "omniglot small1+small2", "held_out": list(DEFAULT_HELD_OUT_ALPHABETS),
                      "iterations": iterations, "meta_batch": args.meta_batch,
                      "augment": args.augment, "dtype_policy": args.dtype_policy,
-                     "lr_schedule": args.lr_schedule},
+                     "lr_schedule": args.lr_schedule, "inner_steps": args.inner_steps,
+                     "learn_step_lrs": args.learn_step_lrs, "multi_step_loss": args.multi_step_loss,
+                     "per_step_bn": args.per_step_bn},
     })
     loaded = tf.saved_model.load(path)
     episode = val_sampler.sample(seed=7)
@@ -211,6 +231,8 @@ def _run(args) -> dict:
         "accuracy_views": None if views_result is None else views_result["accuracy"],
         "ci95_views": None if views_result is None else views_result["ci95"],
         "dtype_policy": args.dtype_policy, "augment": args.augment, "lr_schedule": args.lr_schedule,
+        "inner_steps": args.inner_steps, "learn_step_lrs": args.learn_step_lrs,
+        "multi_step_loss": args.multi_step_loss, "per_step_bn": args.per_step_bn,
         "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,
         "final_train_accuracy": float(history.history.get("accuracy", [float("nan")])[-1]),
     }
