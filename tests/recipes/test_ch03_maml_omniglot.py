@@ -6,14 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
     "policy, extra",
-    [("float32", ["--augment", "none"]),
+    [("float32", ["--augment", "none", "--maml-plus-plus", "--inner-steps", "3"]),
      ("mixed_bfloat16", ["--lr-schedule", "cosine", "--time-budget", "600", "--test-time-views", "1"])],
 )
 def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, policy, extra):
@@ -40,3 +42,10 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     assert meta["learner"] == "maml" and meta["adaptation"]["inner_steps"] == 3
     assert meta["adaptation"]["test_time_views"] == views  # the export adapts on the same views
     assert "few_shot" in meta["signatures"]
+    mamlpp = "--maml-plus-plus" in extra
+    assert meta["training"]["per_step_bn"] is mamlpp and meta["training"]["learn_step_lrs"] is mamlpp
+    if mamlpp:  # the exported (views) model carries the trained step lrs, not their initial 0.4
+        step_lrs = [v.numpy() for v in tf.saved_model.load(str(export / "1")).variables
+                    if "step_lr" in v.name]
+        assert step_lrs and all(lr.shape == (3,) for lr in step_lrs)
+        assert max(float(np.max(np.abs(lr - 0.4))) for lr in step_lrs) > 1e-3
