@@ -1,5 +1,6 @@
 """AutoModel's few-shot and similarity tasks on digits: new classes, leaderboard, export."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,7 +37,62 @@ def test_few_shot_predicts_new_classes_from_a_support_set(few_shot_model, digits
     board = few_shot_model.leaderboard()
     assert [t["learner"] for t in board] and board[0]["score"] >= board[-1]["score"]
     assert few_shot_model.best_learner_ == board[0]["learner"]
-    assert set(t["learner"] for t in board) == {"protonet", "siamese"}
+    assert set(t["learner"] for t in board) == {"protonet", "siamese", "ensemble"}
+
+
+def test_few_shot_ensemble_of_the_two_learners_is_scored_and_kept_only_if_better(few_shot_model):
+    board = {t["learner"]: t for t in few_shot_model.leaderboard()}
+    ensemble = board["ensemble"]
+    assert sorted(ensemble["members"]) == ["protonet", "siamese"]
+    best_single = max(board["protonet"]["score"], board["siamese"]["score"])
+    kept = isinstance(few_shot_model.model_, tfmeta.ensemble.FewShotEnsemble)
+    assert kept == (ensemble["score"] > best_single)
+    assert few_shot_model.best_score_ == max(best_single, ensemble["score"])
+    assert len(few_shot_model.members_) == (2 if kept else 1)
+
+
+@pytest.fixture(scope="module")
+def kept_ensemble_model(digits, tmp_path_factory):
+    """An AutoModel whose two-learner ensemble is kept (its validation score is forced to 1)."""
+    x, y = digits
+    base = y < 7
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tfmeta.ensemble.FewShotEnsemble, "evaluate_episodes",
+                   lambda self, *a, **k: {"accuracy": 1.0, "ci95": 0.0, "episodes": 100})
+        am = tfmeta.AutoModel(task="few_shot", learners=("protonet", "siamese"), ways=3, shots=1,
+                              epochs=1, steps_per_epoch=30, seed=0, verbose=0,
+                              directory=str(tmp_path_factory.mktemp("fs_ens")))
+        return am.fit(x[base], y[base])
+
+
+def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_model, digits, tmp_path):
+    am = kept_ensemble_model
+    assert am.best_learner_ == "ensemble" and am.leaderboard()[0]["learner"] == "ensemble"
+    assert isinstance(am.model_, tfmeta.ensemble.FewShotEnsemble) and len(am.members_) == 2
+    x, y = digits
+    sx, sy = _support(x, y, [7, 8, 9], 1, np.random.default_rng(2))
+    probs = am.predict_proba(x[:30], support=(sx, sy))
+    members = [m.predict_few_shot(sx, sy, x[:30]) for m in am.members_]
+    np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(members[0], members[1], atol=1e-3)  # two different learners
+    path = am.export(str(tmp_path / "fs_ens"))
+    fn = tf.saved_model.load(path).signatures["few_shot"]
+    out = fn(support_x=tf.constant(sx), support_y=tf.constant(sy.astype(np.int32)), query_x=tf.constant(x[:30]))
+    np.testing.assert_allclose(out["probabilities"].numpy(), probs, rtol=1e-5, atol=1e-6)
+    meta = tfmeta.export.read_metadata(path)
+    assert meta["learner"] == "ensemble" and [m["learner"] for m in meta["members"]] == ["prototypical_network", "siamese"]
+
+
+def test_maml_candidate_learns_new_digit_classes(digits):
+    from tfmeta.automodel.fewshot_candidates import train_maml
+    from tfmeta.automodel.pipeline import Preprocessing
+
+    x, y = digits
+    base, new = y < 7, y >= 7
+    keras.utils.set_random_seed(0)
+    maml = train_maml(Preprocessing(x[base], "image"), x[base], y[base], ways=3, shots=1, steps=60, seed=0)
+    result = maml.evaluate_episodes(x[new], y[new] - 7, ways=3, shots=1, queries=5, episodes=100, seed=1)
+    assert result["accuracy"] > 0.42  # chance is 1/3; inner_lr 0.4 collapsed to one class (0.335)
 
 
 def test_few_shot_support_errors(few_shot_model, digits):
