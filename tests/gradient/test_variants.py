@@ -71,6 +71,21 @@ def test_mamlpp_options_train_and_track_per_step_bn():
     assert not np.allclose(maml.bn_step_mean[0].numpy(), 0.0)  # running stats updated
 
 
+def test_mamlpp_with_more_test_steps_than_trained_steps_has_no_untrained_rows():
+    maml = tfmeta.MAML(tiny_convnet(), inner_lr=0.2, inner_steps=1, eval_steps=3,
+                       learn_step_lrs=True, per_step_bn=True)
+    assert {tuple(v.shape) for v in maml.inner_lr_vars} == {(1,)}
+    assert maml.bn_step_gamma[0].shape[0] == 2  # before the step and after the one trained step
+    with tf.GradientTape() as tape:
+        loss = maml._meta_loss(classification_batch(), training=True)[0]
+    grads = tape.gradient(loss, maml.bn_step_gamma)
+    for g in grads:  # every row is trained (a row only test-time steps used would get none)
+        assert np.all(np.abs(g.numpy()).max(axis=1) > 1e-6)
+    x, y = classification_batch()
+    probs = maml.predict_few_shot(x[0][0], x[1][0], x[2][0])  # 3 test-time steps run
+    assert np.all(np.isfinite(probs))
+
+
 def test_multi_step_loss_weights_anneal_to_last_step():
     maml = tfmeta.MAML(tiny_regressor(), inner_steps=3, multi_step_loss=True, msl_anneal_steps=10)
     maml.compile(keras.optimizers.SGD(0.0))

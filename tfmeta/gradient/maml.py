@@ -16,6 +16,8 @@ The variants are arguments of the one inner loop, not copies of it:
   weights annealed towards the last step over `msl_anneal_steps` meta-iterations),
   `learn_step_lrs=True` (a learned learning rate per layer variable and per step) and
   `per_step_bn=True` (BatchNorm scale/offset and running statistics per inner step).
+  Only the `inner_steps` trained steps get their own rates and BN parameters; with
+  `eval_steps > inner_steps` the extra test-time steps reuse the last trained step's.
 * `tfmeta.Reptile` (in `reptile.py`) reuses the same inner loop.
 
 **Batching.** Every task's weights carry a leading task axis `T`. For models made of
@@ -268,7 +270,9 @@ class MAML(FewShotMixin, keras.Model):
                     )
                 )
         elif self.learn_step_lrs:
-            steps = max(self.inner_steps, self.eval_steps)
+            # One rate per *trained* step: test-time steps beyond `inner_steps` reuse the last
+            # one (a row that training never reaches would stay at its initial value).
+            steps = self.inner_steps
             for j, i in enumerate(self._adapted):
                 self.inner_lr_vars.append(
                     self.add_weight(
@@ -284,7 +288,7 @@ class MAML(FewShotMixin, keras.Model):
         self.bn_stats_seen = None
         if not self.per_step_bn:
             return
-        rows = max(self.inner_steps, self.eval_steps) + 1
+        rows = self.inner_steps + 1  # later test-time steps reuse the last trained row
         self._bn_rows = rows
         for k, layer in enumerate(self.runner.bn_layers):
             c = int(layer.gamma.shape[0] if layer.scale else layer.beta.shape[0])
