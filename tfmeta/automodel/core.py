@@ -82,8 +82,9 @@ class AutoModel(BaseEstimator):
         verbose: 0 silent, 1 one progress line per trial.
 
     Fitted attributes: `model_` (Keras model taking raw inputs; for few-shot, a learner or a
-    `FewShotEnsemble`), `members_` (the models whose outputs `model_` averages, or `[model_]`), `classes_`, `task_kind_`, `preprocessing_`,
-    `best_architecture_`, `best_learner_`, `trials_`, `n_features_in_`.
+    `FewShotEnsemble`), `members_` (the models whose outputs `model_` averages, or
+    `[model_]`), `classes_`, `task_kind_`, `preprocessing_`, `best_architecture_`,
+    `best_learner_`, `trials_`, `n_features_in_`.
     """
 
     def __init__(
@@ -455,7 +456,8 @@ class AutoModel(BaseEstimator):
         t0 = time.time()
         top = sorted(learners, key=lambda t: -t[0]["score"])[:2]
         root = os.path.join(self._project_dir, "few_shot_members")
-        shutil.rmtree(root, ignore_errors=True)  # an earlier fit's members (exports hold their own copy)
+        if self.overwrite:  # an earlier fit's members; otherwise they stay, as older versions
+            shutil.rmtree(root, ignore_errors=True)
         paths = [learner.export(os.path.join(root, trial["learner"])) for trial, learner in top]
         ensemble = FewShotEnsemble(paths)
         result = ensemble.evaluate_episodes(xv, yv, ways=self.ways, shots=self.shots, queries=queries, episodes=100, seed=1)
