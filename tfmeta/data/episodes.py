@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.validation import as_labelled_arrays, check_episode_request, check_positive_int
+from tfmeta.data.seeds import seed_stream
 
 
 class Episode(NamedTuple):
@@ -203,9 +204,7 @@ class EpisodeSampler:
         meta_batch = check_positive_int(meta_batch, "meta_batch")
         seed = self.seed if seed is None else seed
         seed = 0 if seed is None else int(seed)
-        ds = tf.data.Dataset.random(seed=seed).map(
-            lambda s: tf.stack([s, tf.constant(seed, tf.int64)])
-        )
+        ds = seed_stream(seed, stream=0)
         ds = ds.map(lambda s: self._episode(s, augment), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if map_fn is not None:
             ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

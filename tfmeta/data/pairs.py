@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.episodes import class_index_table, sample_without_replacement
+from tfmeta.data.seeds import seed_stream
 from tfmeta.data.validation import as_labelled_arrays, check_positive_int, class_counts
 
 
@@ -126,9 +127,7 @@ class PairSampler:
         batch_size = check_positive_int(batch_size, "batch_size", 2)
         seed = self.seed if seed is None else seed
         seed = 0 if seed is None else int(seed)
-        ds = tf.data.Dataset.random(seed=seed).map(
-            lambda s: tf.stack([s, tf.constant(seed + 1, tf.int64)])
-        )
+        ds = seed_stream(seed, stream=2)
         ds = ds.map(
             lambda s: self._pairs(s, batch_size, augment),
             num_parallel_calls=tf.data.AUTOTUNE,

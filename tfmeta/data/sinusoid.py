@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.validation import check_positive_int
+from tfmeta.data.seeds import seed_stream
 
 
 class SinusoidTask(NamedTuple):
@@ -118,9 +119,7 @@ class SinusoidTasks:
         meta_batch = check_positive_int(meta_batch, "meta_batch")
         seed = self.seed if seed is None else seed
         seed = 0 if seed is None else int(seed)
-        ds = tf.data.Dataset.random(seed=seed).map(
-            lambda s: tf.stack([s, tf.constant(seed, tf.int64)])
-        )
+        ds = seed_stream(seed, stream=1)
         ds = ds.map(lambda s: self._task(s)[1], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(meta_batch, drop_remainder=True)
         if episodes is not None:
