@@ -14,7 +14,9 @@ Measured (5-way 1-shot, 600 episodes, seed 1234; members exported with test-time
     the same + the 2,400 s cosine MAML run (94.0):    ensemble 94.8 +- 0.5
     that 3-MAML ensemble export + ProtoNet 32 views:  members 94.8 / 95.0, ensemble 95.6 +- 0.5
     ch03 MAML++ (--maml-plus-plus --inner-steps 3, 5,400 s, 94.7 here) + those 3 MAML runs:
-                                                      ensemble 95.1 +- 0.5 (4 MAML members)
+                                                      ensemble 95.1 +- 0.5 (4 MAML members);
+      after the samplers' seed fix (another, seed-independent draw): members 94.2 / 93.4 /
+      92.9 / 93.3, ensemble 94.6 +- 0.5
 
 Prints one JSON object: `{"members": [{"path", "accuracy", "ci95", "seconds"}...],
 "ensemble": {"accuracy", "ci95", "seconds"}, "ways", "shots", "episodes"}`.
