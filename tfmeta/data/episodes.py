@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.validation import as_labelled_arrays, check_episode_request, check_positive_int
 from tfmeta.data.seeds import seed_stream
+from tfmeta.data.validation import as_labelled_arrays, check_episode_request, check_positive_int
 
 
 class Episode(NamedTuple):

@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfmeta.data.validation import check_positive_int
 from tfmeta.data.seeds import seed_stream
+from tfmeta.data.validation import check_positive_int
 
 
 class SinusoidTask(NamedTuple):
