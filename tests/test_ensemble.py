@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfmeta import cli
 from tfmeta import export as export_lib
-from tfmeta.ensemble import FewShotEnsemble
+from tfmeta.ensemble import FewShotEnsemble, temper
 
 
 def _episode(seed=0, ways=5, shots=2, queries=7):
@@ -48,10 +48,63 @@ def test_probabilities_are_the_weighted_mean_of_the_members(members):
     np.testing.assert_allclose(equal.predict_few_shot(sx, sy, qx), (p0 + p1) / 2, atol=1e-6)
 
 
+def _softmax_log(p, t):
+    z = np.log(np.maximum(p.astype(np.float64), 1e-12)) / t
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def test_temperatures_temper_each_member_before_the_vote(members):
+    paths, models = members
+    sx, sy, qx = _episode(seed=3)
+    p0, p1 = (m.predict_few_shot(sx, sy, qx) for m in models)
+    ensemble = FewShotEnsemble(paths, weights=[1, 3], temperatures=[0.5, 4.0])
+    assert ensemble.temperatures == [0.5, 4.0]
+    expected = 0.25 * _softmax_log(p0, 0.5) + 0.75 * _softmax_log(p1, 4.0)
+    np.testing.assert_allclose(ensemble.predict_few_shot(sx, sy, qx), expected, atol=1e-5)
+    # a temperature above 1 softens, below 1 sharpens, and neither changes the argmax
+    assert np.all(_softmax_log(p1, 4.0).max(-1) < p1.max(-1))
+    assert np.all(_softmax_log(p0, 0.5).max(-1) > p0.max(-1))
+    np.testing.assert_array_equal(temper(tf.constant(p0), 0.5).numpy().argmax(-1), p0.argmax(-1))
+
+
+def _labelled_images(classes=8, per_class=6, noise=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    templates = rng.random((classes, 28, 28, 1), dtype=np.float32)
+    y = np.repeat(np.arange(classes), per_class)
+    x = (templates[y] + noise * rng.random((len(y), 28, 28, 1), dtype=np.float32)).astype(np.float32)
+    return x, y
+
+
+def test_calibration_undoes_a_members_over_confidence(members, tmp_path):
+    """A member made 4x over-confident (its log-probabilities x4) gets a 4x higher temperature."""
+    paths, _ = members
+    sharpened = FewShotEnsemble([paths[0], paths[0]], temperatures=[0.25, 0.25]).export(
+        str(tmp_path / "over_confident")
+    )
+    x, y = _labelled_images(noise=2.0)  # noisy enough for mistakes (~50% on 4-way 1-shot)
+    grid = 2.0 ** np.arange(-6, 8.5, 0.5)
+    ensemble = FewShotEnsemble([paths[0], sharpened])
+    fitted = ensemble.calibrate(x, y, ways=4, shots=1, queries=3, episodes=20, seed=9, grid=grid)
+    assert fitted == ensemble.temperatures
+    assert fitted[0] in grid and 2.0**-5 <= fitted[0] <= 2.0**6  # an interior optimum
+    assert fitted[1] == pytest.approx(4 * fitted[0])
+    # tempered, the two members are the same model again, and the ensemble is that model
+    sx, sy, qx = _episode(seed=4, ways=4, shots=1, queries=6)
+    alone = FewShotEnsemble([paths[0], paths[0]], temperatures=[fitted[0]] * 2)
+    np.testing.assert_allclose(
+        ensemble.predict_few_shot(sx, sy, qx), alone.predict_few_shot(sx, sy, qx), atol=1e-4
+    )
+    # a grid with a non-positive temperature is refused by name
+    with pytest.raises(ValueError, match=r"`grid` must list positive temperatures; received \[0.0, 1.0\]"):
+        ensemble.calibrate(x, y, ways=4, shots=1, grid=[0.0, 1.0])
+
+
 def test_export_serves_the_same_numbers_without_the_member_folders(members, tmp_path):
     paths, _ = members
     copies = [shutil.copytree(p, tmp_path / f"copy{i}" / "1") for i, p in enumerate(paths)]
-    ensemble = FewShotEnsemble([str(c) for c in copies], weights=[1, 2])
+    ensemble = FewShotEnsemble([str(c) for c in copies], weights=[1, 2], temperatures=[1.0, 3.0])
+    ensemble._temperatures[0].assign(0.5)  # as `calibrate` does, after the graph was built
     sx, sy, qx = _episode(seed=1, ways=3, shots=1, queries=4)
     expected = ensemble.predict_few_shot(sx, sy, qx)
     out = ensemble.export(str(tmp_path / "ensemble"), metadata={"metrics": {"note": "x"}})
@@ -70,6 +123,7 @@ def test_export_serves_the_same_numbers_without_the_member_folders(members, tmp_
     meta = export_lib.read_metadata(out)
     assert meta["learner"] == "ensemble" and meta["task"] == "few_shot"
     assert [m["weight"] for m in meta["members"]] == pytest.approx([1 / 3, 2 / 3])
+    assert [m["temperature"] for m in meta["members"]] == [0.5, 3.0]
     assert [m["metrics"] for m in meta["members"]] == [{"acc": 0}, {"acc": 1}]
     assert meta["input_spec"]["shape"] == [None, 28, 28, 1]
     assert meta["metrics"] == {"note": "x"}
@@ -77,10 +131,7 @@ def test_export_serves_the_same_numbers_without_the_member_folders(members, tmp_
 
 def test_evaluation_scores_the_same_episodes_as_a_member(members, toy_few_shot_model):
     paths, _ = members
-    rng = np.random.default_rng(0)
-    templates = rng.random((8, 28, 28, 1), dtype=np.float32)
-    y = np.repeat(np.arange(8), 6)
-    x = (templates[y] + 0.6 * rng.random((len(y), 28, 28, 1), dtype=np.float32)).astype(np.float32)
+    x, y = _labelled_images()
     alone = toy_few_shot_model.evaluate_episodes(x, y, ways=4, shots=1, queries=3, episodes=40, seed=5)
     twice = FewShotEnsemble([paths[0], paths[0]]).evaluate_episodes(
         x, y, ways=4, shots=1, queries=3, episodes=40, seed=5
@@ -93,14 +144,16 @@ def test_evaluation_scores_the_same_episodes_as_a_member(members, toy_few_shot_m
 def test_command_line_writes_the_ensemble(members, tmp_path, capsys):
     paths, _ = members
     base = str(tmp_path / "cli_ensemble")
-    assert cli.main(["ensemble", *paths, "--weights", "1", "3", "--output", base, "--json"]) == 0
+    argv = ["ensemble", *paths, "--weights", "1", "3", "--temperatures", "1", "2", "--output", base, "--json"]
+    assert cli.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["export"] == f"{base}/1" and printed["weights"] == [0.25, 0.75]
+    assert printed["temperatures"] == [1.0, 2.0]
     sx, sy, qx = _episode(seed=2)
     np.testing.assert_allclose(
         _served(printed["export"], sx, sy, qx),
-        0.25 * _served(paths[0], sx, sy, qx) + 0.75 * _served(paths[1], sx, sy, qx),
-        atol=1e-6,
+        0.25 * _served(paths[0], sx, sy, qx) + 0.75 * _softmax_log(_served(paths[1], sx, sy, qx), 2.0),
+        atol=1e-5,
     )
 
 
@@ -133,6 +186,10 @@ def test_bad_members_and_weights_are_named(members, tmp_path):
         FewShotEnsemble(paths, weights=[-1, 1])
     with pytest.raises(ValueError, match="not all zero"):
         FewShotEnsemble(paths, weights=[0, 0])
+    with pytest.raises(ValueError, match=r"`temperatures` must give one temperature per member \(2\); received 1"):
+        FewShotEnsemble(paths, temperatures=[2.0])
+    with pytest.raises(ValueError, match=r"`temperatures` must be finite, positive; received \[0.0, 1.0\]"):
+        FewShotEnsemble(paths, temperatures=[0, 1])
     small = _export_fake_few_shot(tmp_path / "small", (14, 14, 1))
     with pytest.raises(ValueError, match=r"one shape: .* takes \(28, 28, 1\), .* takes \(14, 14, 1\)"):
         FewShotEnsemble([paths[0], small])

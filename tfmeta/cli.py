@@ -39,10 +39,11 @@ def _oneshot_eval(args) -> int:
 def _ensemble(args) -> int:
     from tfmeta.ensemble import FewShotEnsemble
 
-    ensemble = FewShotEnsemble(args.models, weights=args.weights)
+    ensemble = FewShotEnsemble(args.models, weights=args.weights, temperatures=args.temperatures)
     path = ensemble.export(args.output)
     if args.json:
-        print(json.dumps({"export": path, "members": ensemble.member_paths, "weights": ensemble.weights}))
+        print(json.dumps({"export": path, "members": ensemble.member_paths, "weights": ensemble.weights,
+                          "temperatures": ensemble.temperatures}))
     else:
         print(f"ensemble of {len(ensemble.member_paths)} few_shot models exported to {path}")
     return 0
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("models", nargs="+", help="Member SavedModels (version dirs or base dirs: newest).")
     p.add_argument("--weights", type=float, nargs="+", default=None, help="One weight per member.")
+    p.add_argument(
+        "--temperatures", type=float, nargs="+", default=None,
+        help="One temperature per member: softmax(log(p) / T) before the vote (default 1).",
+    )
     p.add_argument("--output", required=True, help="Export base directory of the ensemble.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_ensemble)

@@ -3,18 +3,24 @@
 Any SavedModel with the `few_shot` signature from DESIGN.md can be a member: Siamese,
 prototypical, matching, relation and MAML exports alike (a MAML member adapts inside its own
 graph). For an episode, the ensemble returns the weighted mean of the members' class
-probabilities. `FewShotEnsemble.export` writes it as a new SavedModel in TF Serving layout whose
+probabilities, each first tempered by a per-member temperature (1 = unchanged). `FewShotEnsemble.export` writes it as a new SavedModel in TF Serving layout whose
 `few_shot` (and `serving_default`) signature runs every member in one graph, so the ensemble
 serves, and is scored by `tfmeta oneshot-eval`, like any single few-shot model.
 
 Independently trained networks make different mistakes, so averaging their probabilities
-usually scores above the best member; it costs one member's inference per member.
+usually scores above the best member; it costs one member's inference per member. Members of
+different families are often calibrated differently (a MAML member can be near one-hot where a
+prototypical network hedges, and then decides every vote); `FewShotEnsemble.calibrate` fits each
+member's temperature on validation episodes (Guo et al., 2017), so that every member's
+confidence means what it says before the votes are added.
 
 Example:
 
 >>> ensemble = FewShotEnsemble(["runs/maml_a/1", "runs/maml_b/1"])
 >>> ensemble.predict_few_shot(support_x, support_y, query_x).shape
 (75, 5)
+>>> ensemble.calibrate(x_val, y_val, ways=5, shots=1)  # optional: one temperature per member
+[1.6, 0.9]
 >>> ensemble.export("saved_models/omniglot_maml_ensemble")
 'saved_models/omniglot_maml_ensemble/1'
 """
@@ -29,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import export as export_lib
+from tfmeta.data.episodes import EpisodeSampler
 from tfmeta.data.validation import check_support_set
 from tfmeta.evaluation import evaluate_episodes
 from tfmeta.oneshot import few_shot_signature
@@ -39,13 +46,47 @@ def _input_shape(fn) -> tuple:
     return tuple(fn.structured_input_signature[1]["support_x"].shape[1:])
 
 
-def _member_summary(path: str, weight: float) -> dict:
+def _member_summary(path: str, weight: float, temperature: float) -> dict:
     """A member's entry in the ensemble's tfmeta.json (its learner and metrics, when recorded)."""
     try:
         meta = export_lib.read_metadata(path)
     except FileNotFoundError:
         meta = {}
-    return {"path": path, "weight": weight, "learner": meta.get("learner"), "metrics": meta.get("metrics")}
+    return {"path": path, "weight": weight, "temperature": temperature,
+            "learner": meta.get("learner"), "metrics": meta.get("metrics")}
+
+
+def _check_per_member(name: str, values, count: int, allow_zero: bool) -> list[float]:
+    """Validates one weight (`allow_zero`) or one temperature per member."""
+    values = [float(v) for v in values]
+    if len(values) != count:
+        raise ValueError(
+            f"`{name}` must give one {name[:-1]} per member ({count}); received {len(values)}."
+        )
+    bad = any(not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero) for v in values)
+    if bad or sum(values) <= 0:
+        expected = "non-negative and not all zero" if allow_zero else "positive"
+        raise ValueError(f"`{name}` must be finite, {expected}; received {values}.")
+    return values
+
+
+def temper(probabilities: tf.Tensor, temperature) -> tf.Tensor:
+    """`softmax(log(p) / T)`: T > 1 softens the distribution, T < 1 sharpens it, T = 1 keeps it."""
+    logits = tf.math.log(tf.maximum(probabilities, 1e-12))
+    return tf.nn.softmax(logits / tf.cast(temperature, logits.dtype), axis=-1)
+
+
+def _fit_temperature(log_probs: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> float:
+    """The temperature of `grid` with the lowest negative log-likelihood of `labels`."""
+    rows = np.arange(len(labels))
+    best, best_nll = 1.0, np.inf
+    for t in grid:
+        z = log_probs / t
+        z = z - z.max(-1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(-1)) - z[rows, labels]))
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return best
 
 
 class FewShotEnsemble(tf.Module):
@@ -57,22 +98,27 @@ class FewShotEnsemble(tf.Module):
             same shape.
         weights: Optional non-negative weight per member (normalised to sum to 1); equal
             weights by default.
+        temperatures: Optional positive temperature per member: its probabilities become
+            `softmax(log(p) / T)` before the vote. All 1 (no change) by default; `calibrate`
+            fits them on validation episodes.
         name: Module name.
 
     Attributes:
         member_paths: The members' resolved version directories.
         member_signatures: Their loaded `few_shot` concrete functions, in the same order.
         weights: The normalised weights.
+        temperatures: The members' temperatures (floats; saved with the export as variables).
 
     Raises:
         ValueError: Fewer than two members, a member without a `few_shot` signature, members
-            with different input shapes, or bad weights.
+            with different input shapes, or bad weights or temperatures.
     """
 
     def __init__(
         self,
         members: Sequence[str],
         weights: Sequence[float] | None = None,
+        temperatures: Sequence[float] | None = None,
         name: str = "few_shot_ensemble",
     ):
         super().__init__(name=name)
@@ -81,18 +127,13 @@ class FewShotEnsemble(tf.Module):
             raise ValueError(
                 f"`members` must list at least 2 few_shot SavedModels; received {received}."
             )
-        if weights is None:
-            weights = [1.0] * len(members)
-        weights = [float(w) for w in weights]
-        if len(weights) != len(members):
-            raise ValueError(
-                f"`weights` must give one weight per member ({len(members)}); "
-                f"received {len(weights)}."
-            )
-        if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(
-                f"`weights` must be finite, non-negative and not all zero; received {weights}."
-            )
+        count = len(members)
+        weights = _check_per_member(
+            "weights", [1.0] * count if weights is None else weights, count, allow_zero=True)
+        temperatures = _check_per_member(
+            "temperatures", [1.0] * count if temperatures is None else temperatures, count,
+            allow_zero=False,
+        )
         loaded, fns, paths = [], [], []
         for member in members:
             obj, fn, path = few_shot_signature(str(member))
@@ -110,6 +151,10 @@ class FewShotEnsemble(tf.Module):
         self.member_signatures = fns
         self.member_paths = paths
         self.weights = [w / sum(weights) for w in weights]
+        self._temperatures = [
+            tf.Variable(t, trainable=False, dtype=tf.float32, name=f"temperature_{i}")
+            for i, t in enumerate(temperatures)
+        ]
         self.input_shape = shape
         example = [None, *shape]
         self.few_shot = tf.function(
@@ -121,12 +166,56 @@ class FewShotEnsemble(tf.Module):
             ],
         )
 
+    @property
+    def temperatures(self) -> list[float]:
+        return [float(t.numpy()) for t in self._temperatures]
+
+    def _member_probabilities(self, fn, support_x, support_y, query_x):
+        return fn(support_x=support_x, support_y=support_y, query_x=query_x)["probabilities"]
+
     def _few_shot(self, support_x, support_y, query_x):
         total = None
-        for weight, fn in zip(self.weights, self.member_signatures):
-            probs = fn(support_x=support_x, support_y=support_y, query_x=query_x)["probabilities"]
+        for weight, temperature, fn in zip(self.weights, self._temperatures, self.member_signatures):
+            probs = temper(self._member_probabilities(fn, support_x, support_y, query_x), temperature)
             total = weight * probs if total is None else total + weight * probs
         return {"probabilities": total}
+
+    def calibrate(
+        self,
+        x,
+        y,
+        ways: int,
+        shots: int,
+        queries: int = 15,
+        episodes: int = 100,
+        seed: int = 4321,
+        grid: Sequence[float] | None = None,
+    ) -> list[float]:
+        """Fits each member's temperature on validation episodes; returns the temperatures.
+
+        Every member scores the same `episodes` N-way K-shot episodes from `(x, y)`; its
+        temperature is the one of `grid` (default: 81 values from 0.1 to 10, log-spaced) that
+        minimises the negative log-likelihood of the query labels (temperature scaling, Guo et
+        al. 2017). A temperature never changes a member's own predictions, only its say in the
+        vote. Use other episodes (another `seed`, or other classes) than those that score the
+        ensemble afterwards.
+        """
+        grid = np.geomspace(0.1, 10.0, 81) if grid is None else np.asarray(grid, np.float64)
+        if grid.ndim != 1 or len(grid) == 0 or np.any(~np.isfinite(grid)) or np.any(grid <= 0):
+            raise ValueError(f"`grid` must list positive temperatures; received {grid.tolist()}.")
+        sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
+        log_probs = [[] for _ in self.member_signatures]
+        labels = []
+        for (sx, sy, qx), qy in sampler.dataset(meta_batch=1, episodes=episodes, seed=seed):
+            args = (tf.cast(sx[0], tf.float32), tf.cast(sy[0], tf.int32), tf.cast(qx[0], tf.float32))
+            for member_log_probs, fn in zip(log_probs, self.member_signatures):
+                probs = self._member_probabilities(fn, *args).numpy().astype(np.float64)
+                member_log_probs.append(np.log(np.maximum(probs, 1e-12)))
+            labels.append(qy[0].numpy())
+        labels = np.concatenate(labels).astype(np.int64)
+        for variable, member_log_probs in zip(self._temperatures, log_probs):
+            variable.assign(_fit_temperature(np.concatenate(member_log_probs), labels, grid))
+        return self.temperatures
 
     def probabilities(self, support_x, support_y, query_x) -> tf.Tensor:
         """`[Q, N]` ensemble probabilities for one episode (tensors; no validation)."""
@@ -173,7 +262,8 @@ class FewShotEnsemble(tf.Module):
             "class_names": None,
             "metrics": {},
             "members": [
-                _member_summary(path, weight) for path, weight in zip(self.member_paths, self.weights)
+                _member_summary(path, weight, temperature)
+                for path, weight, temperature in zip(self.member_paths, self.weights, self.temperatures)
             ],
             "signatures": ["few_shot", "serving_default"],
         }

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from tfmeta.ensemble import temper
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,10 @@ def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_m
     sx, sy = _support(x, y, [7, 8, 9], 1, np.random.default_rng(2))
     probs = am.predict_proba(x[:30], support=(sx, sy))
     members = [m.predict_few_shot(sx, sy, x[:30]) for m in am.members_]
-    np.testing.assert_allclose(probs, np.mean(members, axis=0), rtol=1e-5, atol=1e-6)
+    temperatures = am.leaderboard()[0]["temperatures"]
+    assert temperatures == am.model_.temperatures and len(temperatures) == 2
+    tempered = [temper(tf.constant(p), t).numpy() for p, t in zip(members, temperatures)]
+    np.testing.assert_allclose(probs, np.mean(tempered, axis=0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(members[0], members[1], atol=1e-3)  # two different learners
     path = am.export(str(tmp_path / "fs_ens"))
     fn = tf.saved_model.load(path).signatures["few_shot"]
@@ -81,6 +85,7 @@ def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_m
     np.testing.assert_allclose(out["probabilities"].numpy(), probs, rtol=1e-5, atol=1e-6)
     meta = tfmeta.export.read_metadata(path)
     assert meta["learner"] == "ensemble" and [m["learner"] for m in meta["members"]] == ["prototypical_network", "siamese"]
+    assert [m["temperature"] for m in meta["members"]] == pytest.approx(temperatures)
 
 
 def test_maml_candidate_learns_new_digit_classes(digits):
