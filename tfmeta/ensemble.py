@@ -194,13 +194,13 @@ class FewShotEnsemble(tf.Module):
         """Fits each member's temperature on validation episodes; returns the temperatures.
 
         Every member scores the same `episodes` N-way K-shot episodes from `(x, y)`; its
-        temperature is the one of `grid` (default: 81 values from 0.1 to 10, log-spaced) that
+        temperature is the one of `grid` (default: 121 values from 0.01 to 100, log-spaced) that
         minimises the negative log-likelihood of the query labels (temperature scaling, Guo et
         al. 2017). A temperature never changes a member's own predictions, only its say in the
         vote. Use other episodes (another `seed`, or other classes) than those that score the
         ensemble afterwards.
         """
-        grid = np.geomspace(0.1, 10.0, 81) if grid is None else np.asarray(grid, np.float64)
+        grid = np.geomspace(0.01, 100.0, 121) if grid is None else np.asarray(grid, np.float64)
         if grid.ndim != 1 or len(grid) == 0 or np.any(~np.isfinite(grid)) or np.any(grid <= 0):
             raise ValueError(f"`grid` must list positive temperatures; received {grid.tolist()}.")
         sampler = EpisodeSampler(x, y, ways=ways, shots=shots, queries=queries, seed=seed)
