@@ -31,7 +31,8 @@ def test_quick_recipe_compares_learners_plots_and_exports(tmp_path, data_dir):
     result = json.loads(
         (tmp_path / "recipe_outputs" / "ch04_metric_learners_quick.json").read_text()
     )
-    assert set(result["results"]) == {"protonet", "matching", "relation", "siamese"}
+    assert set(result["results"]) == {"protonet", "protonet_views", "matching", "relation", "siamese"}
+    assert "2 test-time views" in result["table"]
     for name, rows in result["results"].items():
         for key in ("5way1shot", "5way5shot", "20way1shot", "20way5shot"):
             r = rows[key]
@@ -47,4 +48,6 @@ def test_quick_recipe_compares_learners_plots_and_exports(tmp_path, data_dir):
     assert export["max_abs_diff"] <= 1e-5
     meta = json.loads((export_dir / "1" / "tfmeta.json").read_text())
     assert meta["learner"] == "prototypical_network" and "few_shot" in meta["signatures"]
+    assert meta["training"]["test_time_views"] == 2  # the views run inside the exported graph
+    assert meta["metrics"] == result["results"]["protonet_views"]
     assert export["oneshot_eval"]["trials"] == 80 and 0 <= export["oneshot_eval"]["accuracy"] <= 1
