@@ -17,6 +17,8 @@ Measured (5-way 1-shot, 600 episodes, seed 1234; members exported with test-time
                                                       ensemble 95.1 +- 0.5 (4 MAML members);
       after the samplers' seed fix (another, seed-independent draw): members 94.2 / 93.4 /
       92.9 / 93.3, ensemble 94.6 +- 0.5
+    on that draw, the two MAML++ runs (seed 2, 5,400 s: 94.20; seed 3, 3,900 s: 94.22):
+                                                      ensemble 94.87 +- 0.48
 
 Prints one JSON object: `{"members": [{"path", "accuracy", "ci95", "seconds"}...],
 "ensemble": {"accuracy", "ci95", "seconds"}, "ways", "shots", "episodes"}`.
