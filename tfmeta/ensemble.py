@@ -3,9 +3,10 @@
 Any SavedModel with the `few_shot` signature from DESIGN.md can be a member: Siamese,
 prototypical, matching, relation and MAML exports alike (a MAML member adapts inside its own
 graph). For an episode, the ensemble returns the weighted mean of the members' class
-probabilities, each first tempered by a per-member temperature (1 = unchanged). `FewShotEnsemble.export` writes it as a new SavedModel in TF Serving layout whose
-`few_shot` (and `serving_default`) signature runs every member in one graph, so the ensemble
-serves, and is scored by `tfmeta oneshot-eval`, like any single few-shot model.
+probabilities, each first tempered by a per-member temperature (1 = unchanged).
+`FewShotEnsemble.export` writes it as a new SavedModel in TF Serving layout whose `few_shot`
+(and `serving_default`) signature runs every member in one graph, so the ensemble serves, and
+is scored by `tfmeta oneshot-eval`, like any single few-shot model.
 
 Independently trained networks make different mistakes, so averaging their probabilities
 usually scores above the best member; it costs one member's inference per member. Members of
@@ -41,6 +42,10 @@ from tfmeta.evaluation import evaluate_episodes
 from tfmeta.oneshot import few_shot_signature
 
 
+# Probabilities are clipped here before their log, so a member's exact zeros stay finite.
+_MIN_PROBABILITY = 1e-12
+
+
 def _input_shape(fn) -> tuple:
     """The `support_x` shape (without the example axis) of a loaded `few_shot` signature."""
     return tuple(fn.structured_input_signature[1]["support_x"].shape[1:])
@@ -72,7 +77,7 @@ def _check_per_member(name: str, values, count: int, allow_zero: bool) -> list[f
 
 def temper(probabilities: tf.Tensor, temperature) -> tf.Tensor:
     """`softmax(log(p) / T)`: T > 1 softens the distribution, T < 1 sharpens it, T = 1 keeps it."""
-    logits = tf.math.log(tf.maximum(probabilities, 1e-12))
+    logits = tf.math.log(tf.maximum(probabilities, _MIN_PROBABILITY))
     return tf.nn.softmax(logits / tf.cast(temperature, logits.dtype), axis=-1)
 
 
@@ -210,7 +215,7 @@ class FewShotEnsemble(tf.Module):
             args = (tf.cast(sx[0], tf.float32), tf.cast(sy[0], tf.int32), tf.cast(qx[0], tf.float32))
             for member_log_probs, fn in zip(log_probs, self.member_signatures):
                 probs = self._member_probabilities(fn, *args).numpy().astype(np.float64)
-                member_log_probs.append(np.log(np.maximum(probs, 1e-12)))
+                member_log_probs.append(np.log(np.maximum(probs, _MIN_PROBABILITY)))
             labels.append(qy[0].numpy())
         labels = np.concatenate(labels).astype(np.int64)
         for variable, member_log_probs in zip(self._temperatures, log_probs):
