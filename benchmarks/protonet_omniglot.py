@@ -141,7 +141,9 @@ def train_member(args, train, test, seed, results, prefix=""):
     """Trains one prototypical network with `seed` and records its scores under `prefix`."""
     keras.utils.set_random_seed(seed)
     model = tfmeta.PrototypicalNetwork(
-        tfmeta.backbones.conv4(train.x.shape[1:], filters=args.filters), distance=args.distance
+        tfmeta.backbones.conv4(
+            train.x.shape[1:], filters=args.filters, final_pool=not args.no_final_pool
+        ), distance=args.distance
     )
     lr = keras.optimizers.schedules.ExponentialDecay(
         args.lr, decay_steps=args.decay_every, decay_rate=0.5, staircase=True
@@ -189,6 +191,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--probe-every", type=int, default=5, help="epochs between probes")
     parser.add_argument("--distance", default="euclidean")
     parser.add_argument("--filters", type=int, default=64, help="conv4 filters")
+    parser.add_argument("--no-final-pool", action="store_true",
+                        help="conv4 without its last max-pool (a 3x3 spatial embedding)")
+    parser.add_argument("--mirrors", action="store_true",
+                        help="also add each training class's mirror image as a class (x8 with rotations)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", default=None, help="export base dir")
     parser.add_argument("--data-dir", default=None)
@@ -218,6 +224,8 @@ def main(argv=None) -> dict:
     data = load_omniglot(("small1", "small2"), data_dir=args.data_dir)
     train, test = data.split_by_alphabet(DEFAULT_HELD_OUT_ALPHABETS)
     train = train.with_rotations()
+    if args.mirrors:
+        train = train.with_mirrors()
     print(f"train classes {train.num_classes} (with rotations), test classes {test.num_classes}")
 
     results = {"args": vars(args)}

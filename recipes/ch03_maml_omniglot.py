@@ -116,6 +116,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(tfmeta.data.augment.RandomAffine), against over-fitting the few background characters",
     )
     p.add_argument(
+        "--mirrors", action="store_true",
+        help="also add every training character's mirror image as a class "
+        "(OmniglotData.with_mirrors: 8x the background characters with the rotations)",
+    )
+    p.add_argument(
         "--test-time-views", type=int, default=16,
         help="also score (and export) the trained model with V test-time views: adapt on the "
         "image + V-1 fixed RandomAffine distortions of every support image, average each "
@@ -166,7 +171,10 @@ def _run(args) -> dict:
     data = load_omniglot(("small1", "small2"), image_size=28, data_dir=args.data_dir)
     train, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
     train = train.with_rotations()
-    print(f"train classes {train.num_classes} (with rotations), held-out classes {test.num_classes}")
+    if args.mirrors:
+        train = train.with_mirrors()
+    print(f"train classes {train.num_classes} (with rotations{' and mirrors' if args.mirrors else ''}), "
+          f"held-out classes {test.num_classes}")
 
     net = keras.Sequential(
         [
@@ -224,7 +232,7 @@ def _run(args) -> dict:
         "metrics": metrics,
         "training": {"dataset": "omniglot small1+small2", "held_out": list(DEFAULT_HELD_OUT_ALPHABETS),
                      "iterations": iterations, "meta_batch": args.meta_batch,
-                     "augment": args.augment, "dtype_policy": args.dtype_policy,
+                     "augment": args.augment, "mirrors": args.mirrors, "dtype_policy": args.dtype_policy,
                      "lr_schedule": args.lr_schedule, "inner_steps": args.inner_steps,
                      "learn_step_lrs": args.learn_step_lrs, "multi_step_loss": args.multi_step_loss,
                      "per_step_bn": args.per_step_bn},
@@ -244,7 +252,8 @@ def _run(args) -> dict:
         "test_time_views": args.test_time_views,
         "accuracy_views": None if views_result is None else views_result["accuracy"],
         "ci95_views": None if views_result is None else views_result["ci95"],
-        "dtype_policy": args.dtype_policy, "augment": args.augment, "lr_schedule": args.lr_schedule,
+        "dtype_policy": args.dtype_policy, "augment": args.augment, "mirrors": args.mirrors,
+        "lr_schedule": args.lr_schedule,
         "inner_steps": args.inner_steps, "learn_step_lrs": args.learn_step_lrs,
         "multi_step_loss": args.multi_step_loss, "per_step_bn": args.per_step_bn,
         "total_seconds": time.time() - t0, "export": path, "export_max_abs_diff": max_diff,

@@ -255,3 +255,12 @@ def test_affine_views_reproduce_keras_affine_transform_and_compile_with_xla(imag
     np.testing.assert_allclose(got, reference, atol=1e-5)
     xla = tf.function(lambda x: tfmeta.backbones.affine_views(x, transforms), jit_compile=True)
     np.testing.assert_allclose(xla(tf.constant(images)).numpy(), got, atol=1e-6)
+
+
+def test_conv4_without_final_pool_keeps_the_last_map_unpooled(encoder, images):
+    spatial = conv4((12, 12, 1), filters=4, blocks=2, final_pool=False)
+    spatial.set_weights(encoder.get_weights())
+    assert spatial.output_shape == (None, 6 * 6 * 4)
+    unpooled = spatial.predict(images, verbose=0).reshape(-1, 6, 6, 4)
+    pooled = unpooled.reshape(-1, 3, 2, 3, 2, 4).max(axis=(2, 4)).reshape(len(images), -1)
+    np.testing.assert_allclose(pooled, encoder.predict(images, verbose=0), rtol=1e-5, atol=1e-6)

@@ -27,6 +27,7 @@ def conv4(
     filters: int = 64,
     blocks: int = 4,
     name: str = "conv4",
+    final_pool: bool = True,
 ) -> keras.Model:
     """Builds the conv4 encoder.
 
@@ -35,6 +36,9 @@ def conv4(
         filters: Filters in every conv layer.
         blocks: Number of conv blocks (each halves the spatial size).
         name: Model name.
+        final_pool: Whether the last block max-pools too. `False` keeps a
+            spatial map in the embedding (3 x 3 x `filters` = 576 values at
+            28 x 28 instead of 64), so distances compare where strokes are.
 
     Returns:
         A `keras.Model` mapping images to flat embeddings.
@@ -51,7 +55,8 @@ def conv4(
         h = layers.Conv2D(filters, 3, padding="same", name=f"conv{i + 1}")(h)
         h = layers.BatchNormalization(name=f"bn{i + 1}")(h)
         h = layers.ReLU(name=f"relu{i + 1}")(h)
-        h = layers.MaxPooling2D(2, name=f"pool{i + 1}")(h)
+        if final_pool or i < blocks - 1:
+            h = layers.MaxPooling2D(2, name=f"pool{i + 1}")(h)
     outputs = layers.Flatten(name="embedding")(h)
     return keras.Model(inputs, outputs, name=name)
 

@@ -62,6 +62,22 @@ def test_rotations_are_new_classes(omniglot):
     assert rotated.class_names[3 + c].endswith("/rot90")
 
 
+def test_mirrors_are_new_classes_and_complete_the_symmetries(omniglot):
+    _, test = omniglot.split_by_alphabet()
+    c = test.num_classes
+    both = test.with_rotations().with_mirrors()
+    assert both.num_classes == 8 * c
+    assert np.bincount(both.y).tolist() == [20] * (8 * c)
+    i = int(np.flatnonzero(test.y == 3)[0])
+    j = int(np.flatnonzero(both.y == 3 + c + 4 * c)[0])  # class 3 rotated by 90, mirrored
+    np.testing.assert_array_equal(both.x[j], np.rot90(test.x[i], 1, axes=(0, 1))[:, ::-1])
+    assert both.class_names[3 + 5 * c].endswith("/rot90/mirror")
+    assert both.alphabets[3 + 5 * c] == test.alphabets[3]
+    # The 8 images of one drawing are pairwise different (no symmetry class is a duplicate).
+    views = both.x[[int(np.flatnonzero(both.y == 3 + k * c)[0]) for k in range(8)]]
+    assert len({v.tobytes() for v in views}) == 8
+
+
 def test_extracted_folder_gives_the_same_data(tmp_path, data_dir):
     with zipfile.ZipFile(data_dir / "omniglot" / "images_background_small1.zip") as zf:
         zf.extractall(tmp_path / "omniglot")

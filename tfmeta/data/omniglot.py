@@ -118,6 +118,24 @@ class OmniglotData:
             drawers.append(self.drawers)
         return OmniglotData(np.concatenate(xs), np.concatenate(ys), names, alphabets, np.concatenate(drawers))
 
+    def with_mirrors(self) -> "OmniglotData":
+        """Adds the mirror image (left-right flip) of every class as a new class.
+
+        Mirrored characters are plausible new characters, as rotations are; after
+        `with_rotations()` this completes the 8 symmetries of the square (x8 classes).
+
+        Example:
+
+        >>> train = train.with_rotations().with_mirrors()   # x8 classes
+        """
+        return OmniglotData(
+            np.concatenate([self.x, np.flip(self.x, axis=2).copy()]),
+            np.concatenate([self.y, self.y + self.num_classes]),
+            list(self.class_names) + [f"{n}/mirror" for n in self.class_names],
+            list(self.alphabets) * 2,
+            np.concatenate([self.drawers, self.drawers]),
+        )
+
 
 def _iter_zip(path: Path) -> Iterator[tuple[str, bytes]]:
     with zipfile.ZipFile(path) as zf:
