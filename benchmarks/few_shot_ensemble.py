@@ -19,6 +19,8 @@ Measured (5-way 1-shot, 600 episodes, seed 1234; members exported with test-time
       92.9 / 93.3, ensemble 94.6 +- 0.5
     on that draw, the two MAML++ runs (seed 2, 5,400 s: 94.20; seed 3, 3,900 s: 94.22):
                                                       ensemble 94.87 +- 0.48
+    + the MAML++ --mirrors run (93.89):               ensemble 94.88 +- 0.48; with the three
+      other MAML runs (six members) 94.85; best subset (--subsets, chosen on the test) 94.94
 
 `--subsets` also scores the equal-weight soft vote of every subset of two or more members,
 from the member probabilities saved during their one pass (no more model calls), best first.
