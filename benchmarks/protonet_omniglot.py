@@ -226,7 +226,7 @@ def main(argv=None) -> dict:
     train = train.with_rotations()
     if args.mirrors:
         train = train.with_mirrors()
-    print(f"train classes {train.num_classes} (with rotations), test classes {test.num_classes}")
+    print(f"train classes {train.num_classes} (with rotations{' and mirrors' if args.mirrors else ''}), test classes {test.num_classes}")
 
     results = {"args": vars(args)}
     members = []

@@ -107,16 +107,12 @@ class OmniglotData:
 
     def with_rotations(self, angles: Sequence[int] = (90, 180, 270)) -> "OmniglotData":
         """Adds each rotation of every character as a new class (Santoro et al. 2016)."""
-        xs, ys, names, alphabets, drawers = [self.x], [self.y], list(self.class_names), list(self.alphabets), [self.drawers]
-        for i, angle in enumerate(angles, start=1):
+        for angle in angles:
             if angle % 90:
                 raise ValueError(f"`angles` must be multiples of 90; received {angle}.")
-            xs.append(np.rot90(self.x, k=angle // 90, axes=(1, 2)).copy())
-            ys.append(self.y + i * self.num_classes)
-            names += [f"{n}/rot{angle}" for n in self.class_names]
-            alphabets += self.alphabets
-            drawers.append(self.drawers)
-        return OmniglotData(np.concatenate(xs), np.concatenate(ys), names, alphabets, np.concatenate(drawers))
+        return self._with_transformed_classes(
+            [(np.rot90(self.x, k=angle // 90, axes=(1, 2)), f"rot{angle}") for angle in angles]
+        )
 
     def with_mirrors(self) -> "OmniglotData":
         """Adds the mirror image (left-right flip) of every class as a new class.
@@ -128,14 +124,20 @@ class OmniglotData:
 
         >>> train = train.with_rotations().with_mirrors()   # x8 classes
         """
-        return OmniglotData(
-            np.concatenate([self.x, np.flip(self.x, axis=2).copy()]),
-            np.concatenate([self.y, self.y + self.num_classes]),
-            list(self.class_names) + [f"{n}/mirror" for n in self.class_names],
-            list(self.alphabets) * 2,
-            np.concatenate([self.drawers, self.drawers]),
-        )
+        return self._with_transformed_classes([(np.flip(self.x, axis=2), "mirror")])
 
+    def _with_transformed_classes(self, copies: Sequence[tuple[np.ndarray, str]]) -> "OmniglotData":
+        """Appends each `(transformed x, suffix)` copy as new classes named `<name>/<suffix>`."""
+        xs, ys, names = [self.x], [self.y], list(self.class_names)
+        for i, (x, suffix) in enumerate(copies, start=1):
+            xs.append(np.ascontiguousarray(x))
+            ys.append(self.y + i * self.num_classes)
+            names += [f"{n}/{suffix}" for n in self.class_names]
+        n = len(copies) + 1
+        return OmniglotData(
+            np.concatenate(xs), np.concatenate(ys), names, list(self.alphabets) * n,
+            np.concatenate([self.drawers] * n),
+        )
 
 def _iter_zip(path: Path) -> Iterator[tuple[str, bytes]]:
     with zipfile.ZipFile(path) as zf:
