@@ -3,7 +3,9 @@
 Every member and the ensemble (`tfmeta.ensemble.FewShotEnsemble`: the mean of the members'
 class probabilities) answer the same N-way K-shot episodes, drawn from the held-out alphabets
 of the shared background sets (`DEFAULT_HELD_OUT_ALPHABETS`), through their exported `few_shot`
-signatures, so any exported learner can be a member (MAML adapts inside its graph).
+signatures, so any exported learner can be a member (MAML adapts inside its graph). The images
+are decoded at the largest member's size; smaller members see them area-resized, as inside the
+ensemble.
 
     python benchmarks/few_shot_ensemble.py runs/maml_a/export runs/maml_b/export \\
         --ways 5 --shots 1 --episodes 600 --json [--export saved_models/omniglot_maml_ensemble]
@@ -85,16 +87,19 @@ def main(argv=None) -> dict:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    data = load_omniglot(("small1", "small2"), image_size=28, data_dir=args.data_dir)
-    _, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
     ensemble = FewShotEnsemble(args.members, weights=args.weights)
+    # Images at the ensemble's size: the largest member's (smaller members get them area-resized).
+    height, width = ensemble.input_shape[:2]
+    data = load_omniglot(("small1", "small2"), image_size=height if height == width else (height, width),
+                         data_dir=args.data_dir)
+    _, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
     sampler = EpisodeSampler(test.x, test.y, args.ways, args.shots, args.queries, seed=args.seed)
     members, member_probs = [], []
-    for path, fn in zip(ensemble.member_paths, ensemble.member_signatures):
+    for index, path in enumerate(ensemble.member_paths):
         member_probs.append([])
 
-        def member(sx, sy, qx, fn=fn, record=member_probs[-1]):
-            probs = fn(support_x=sx, support_y=tf.cast(sy, tf.int32), query_x=qx)["probabilities"]
+        def member(sx, sy, qx, index=index, record=member_probs[-1]):
+            probs = ensemble.member_probabilities(index, sx, tf.cast(sy, tf.int32), qx)
             record.append(probs.numpy())
             return probs
 

@@ -107,6 +107,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--filters", type=int, default=64, help="conv4 filters")
     p.add_argument(
+        "--mirrors",
+        action="store_true",
+        help="also add each training character's mirror image as a class (x8 with the rotations)",
+    )
+    p.add_argument(
         "--tta-shift",
         type=int,
         default=1,
@@ -219,8 +224,11 @@ def main(argv=None) -> dict:
     train, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
     train_chars = train.num_classes
     train = train.with_rotations()
+    if args.mirrors:
+        train = train.with_mirrors()
     print(
-        f"[{RECIPE}] train: {train_chars} characters x 4 rotations = {train.num_classes} classes "
+        f"[{RECIPE}] train: {train_chars} characters x {8 if args.mirrors else 4} "
+        f"{'symmetries' if args.mirrors else 'rotations'} = {train.num_classes} classes "
         f"({len(train.y)} images); held out: {sorted(set(test.alphabets))} "
         f"({test.num_classes} characters)",
         flush=True,
@@ -307,6 +315,7 @@ def main(argv=None) -> dict:
         "ways": args.ways,
         "filters": args.filters,
         "tta_shift": args.tta_shift,
+        "mirrors": bool(args.mirrors),
         "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),
         "train_classes": int(train.num_classes),
         "held_out_characters": int(test.num_classes),

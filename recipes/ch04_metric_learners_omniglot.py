@@ -64,6 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training steps of the matching and relation networks")
     p.add_argument("--siamese-steps", type=int, default=400)
     p.add_argument("--relation-loss", default="mse", choices=("mse", "cross_entropy"))
+    p.add_argument("--mirrors", action="store_true",
+                   help="also add each training character's mirror image as a class (with the "
+                   "rotations: all 8 symmetries of the square)")
+    p.add_argument("--image-size", type=int, default=28,
+                   help="image side; conv4 gets tfmeta.backbones.conv4_blocks(size) blocks and "
+                   "the affine shift scales with it (2 pixels at 28)")
     p.add_argument("--augment", default="affine", choices=("affine", "none"),
                    help="random affine distortions of training images (Koch et al.), or none")
     p.add_argument("--learners", default="protonet,matching,relation,siamese")
@@ -73,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.tta_views < 1:
         p.error(f"--tta-views must be >= 1; received {args.tta_views}")
+    if args.image_size < 8:
+        p.error(f"--image-size must be >= 8; received {args.image_size}")
     if args.quick:
         args.tta_views = min(args.tta_views, 2)
         args.episodes = min(args.episodes, 10)
@@ -91,13 +99,20 @@ def lr_schedule(lr: float, steps: int) -> keras.optimizers.schedules.LearningRat
 
 
 def encoder(args, shape):
-    """conv4 (64 filters); 16 filters in --quick mode."""
-    return tfmeta.backbones.conv4(shape, filters=16 if args.quick else 64)
+    """conv4 (64 filters; 16 in --quick mode), with the blocks that pool the image to 1 x 1."""
+    return tfmeta.backbones.conv4(
+        shape, filters=16 if args.quick else 64, blocks=tfmeta.backbones.conv4_blocks(shape[0])
+    )
+
+
+def affine(args) -> RandomAffine:
+    """Koch et al.'s small random affine distortions, the shift scaled to the image size."""
+    return RandomAffine(rotation=10, shift=2 * args.image_size / 28, scale=0.1, shear=10)
 
 
 def augmenter(args):
-    """Small random affine distortions of the training images (Koch et al. 2015), or None."""
-    return RandomAffine(rotation=10, shift=2, scale=0.1, shear=10) if args.augment == "affine" else None
+    """The training augmentation: `affine(args)`, or None with `--augment none`."""
+    return affine(args) if args.augment == "affine" else None
 
 
 def train_episodic(model, train, ways, shots, queries, steps, args, label):
@@ -233,8 +248,10 @@ def export_and_check(model, test, args, metrics: dict) -> dict:
             "metrics": metrics,
             "training": {"ways": args.proto_ways, "shots": 1, "steps": args.proto_steps,
                          "test_time_views": args.tta_views,
+                         "image_size": args.image_size,
                          "data": "omniglot small1+small2 minus "
-                                 + "+".join(DEFAULT_HELD_OUT_ALPHABETS) + ", with rotations"},
+                                 + "+".join(DEFAULT_HELD_OUT_ALPHABETS) + ", with rotations"
+                                 + (" and mirrors" if args.mirrors else "")},
         },
     )
     ep = EpisodeSampler(test.x, test.y, ways=20, shots=1, queries=5, seed=7).sample()
@@ -269,13 +286,16 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.time()
     keras.utils.set_random_seed(args.seed)
-    data = load_omniglot(("small1", "small2"), data_dir=args.data_dir)
+    data = load_omniglot(("small1", "small2"), data_dir=args.data_dir, image_size=args.image_size)
     train, test = data.split_by_alphabet(DEFAULT_HELD_OUT_ALPHABETS)
     train = train.with_rotations()
+    if args.mirrors:
+        train = train.with_mirrors()
     if args.quick:  # a few background alphabets' worth of classes keeps the smoke run small
         train = train.select_classes(range(0, train.num_classes, 8))
     shape = tuple(train.x.shape[1:])
-    print(f"train: {train.num_classes} classes (rotations included), {len(train)} images; "
+    print(f"train: {train.num_classes} classes (rotations{' and mirrors' if args.mirrors else ''} "
+          f"included), {len(train)} images of {shape[0]}x{shape[1]}; "
           f"test: {test.num_classes} held-out characters", flush=True)
 
     out_dir = Path(args.out_dir)
@@ -297,7 +317,9 @@ def main(argv=None) -> dict:
             if args.tta_views > 1:
                 # The same trained encoder, its embedding averaged over fixed views; same episodes.
                 model = tfmeta.PrototypicalNetwork(
-                    tfmeta.backbones.with_test_time_augmentation(model.encoder, views=args.tta_views)
+                    tfmeta.backbones.with_test_time_augmentation(
+                        model.encoder, views=args.tta_views, augment=affine(args)
+                    )
                 )
                 desc = f"  same, {args.tta_views} test-time views"
                 results.update(evaluate_all({"protonet_views": (model, desc, secs)}, test, args))

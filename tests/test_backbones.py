@@ -10,6 +10,7 @@ from tfmeta.backbones import (
     AffineAverage,
     ShiftAverage,
     conv4,
+    conv4_blocks,
     draw_test_time_transforms,
     with_test_time_augmentation,
     with_test_time_shifts,
@@ -264,3 +265,22 @@ def test_conv4_without_final_pool_keeps_the_last_map_unpooled(encoder, images):
     unpooled = spatial.predict(images, verbose=0).reshape(-1, 6, 6, 4)
     pooled = unpooled.reshape(-1, 3, 2, 3, 2, 4).max(axis=(2, 4)).reshape(len(images), -1)
     np.testing.assert_allclose(pooled, encoder.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, blocks", [(28, 4), (56, 5), (84, 6), (105, 6), (2, 1), (3, 1)])
+def test_conv4_blocks_pool_the_image_to_one_pixel(size, blocks):
+    assert conv4_blocks(size) == blocks
+    side = size
+    for _ in range(blocks):
+        side //= 2
+    assert side == 1
+
+
+def test_conv4_with_conv4_blocks_keeps_a_filters_sized_embedding():
+    assert conv4((56, 56, 1), filters=4, blocks=conv4_blocks(56)).output_shape == (None, 4)
+
+
+@pytest.mark.parametrize("bad", [1, 0, 28.0, True, "28"])
+def test_conv4_blocks_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="`image_size` must be an integer >= 2; received"):
+        conv4_blocks(bad)

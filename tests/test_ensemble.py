@@ -190,11 +190,53 @@ def test_bad_members_and_weights_are_named(members, tmp_path):
         FewShotEnsemble(paths, temperatures=[2.0])
     with pytest.raises(ValueError, match=r"`temperatures` must be finite, positive; received \[0.0, 1.0\]"):
         FewShotEnsemble(paths, temperatures=[0, 1])
-    small = _export_fake_few_shot(tmp_path / "small", (14, 14, 1))
-    with pytest.raises(ValueError, match=r"one shape: .* takes \(28, 28, 1\), .* takes \(14, 14, 1\)"):
-        FewShotEnsemble([paths[0], small])
+    color = _export_fake_few_shot(tmp_path / "color", (28, 28, 3))
+    with pytest.raises(ValueError, match=r"same channels: .* takes \(28, 28, 1\), .* takes \(28, 28, 3\)"):
+        FewShotEnsemble([paths[0], color])
+    flat = _export_fake_few_shot(tmp_path / "flat", (64,))
+    with pytest.raises(ValueError, match=r"one shape, or .* takes \(28, 28, 1\), .* takes \(64,\)"):
+        FewShotEnsemble([paths[0], flat])
     plain = tf.Module()
     plain.f = tf.function(lambda x: {"y": x}, input_signature=[tf.TensorSpec([None], tf.float32)])
     tf.saved_model.save(plain, str(tmp_path / "plain"), signatures={"serving_default": plain.f})
     with pytest.raises(ValueError, match="has no 'few_shot' signature"):
         FewShotEnsemble([paths[0], str(tmp_path / "plain")])
+
+
+def _export_pixel_prototypes(base, image_shape):
+    """A few_shot SavedModel at `image_shape`: softmax of minus squared pixel distances to class means."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, *image_shape], tf.float32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, *image_shape], tf.float32),
+    ])
+    def few_shot(support_x, support_y, query_x):
+        ways = tf.reduce_max(support_y) + 1
+        s = tf.reshape(support_x, [tf.shape(support_x)[0], -1])
+        q = tf.reshape(query_x, [tf.shape(query_x)[0], -1])
+        prototypes = tf.math.unsorted_segment_mean(s, support_y, ways)
+        d = tf.reduce_sum((q[:, None] - prototypes[None]) ** 2, -1)
+        return {"probabilities": tf.nn.softmax(-d / 5.0)}
+
+    module.few_shot = few_shot
+    tf.saved_model.save(module, str(base), signatures={"few_shot": few_shot})
+    return str(base)
+
+
+def test_members_of_other_sizes_vote_on_area_resized_images(members, tmp_path):
+    """A 14x14 member votes with a 28x28 one: the ensemble takes 28x28 and resizes for it."""
+    paths, models = members
+    small = _export_pixel_prototypes(tmp_path / "small", (14, 14, 1))
+    sx, sy, qx = _episode(seed=5)
+    ensemble = FewShotEnsemble([small, paths[0]])
+    assert ensemble.input_shape == (28, 28, 1)
+    resized = [tf.image.resize(v, (14, 14), method="area").numpy() for v in (sx, qx)]
+    p_small = _served(small, resized[0], sy, resized[1])
+    p_big = models[0].predict_few_shot(sx, sy, qx)
+    assert np.max(np.abs(p_small - 0.2)) > 1e-2  # the small member's vote depends on the images
+    expected = (p_small + p_big) / 2
+    np.testing.assert_allclose(ensemble.predict_few_shot(sx, sy, qx), expected, atol=1e-5)
+    path = ensemble.export(str(tmp_path / "mixed"))
+    assert export_lib.read_metadata(path)["input_spec"]["shape"] == [None, 28, 28, 1]
+    np.testing.assert_allclose(_served(path, sx, sy, qx), expected, atol=1e-5)

@@ -61,6 +61,27 @@ def conv4(
     return keras.Model(inputs, outputs, name=name)
 
 
+def conv4_blocks(image_size: int) -> int:
+    """Number of conv4 blocks whose max-pools bring an `image_size` square image down to 1 x 1.
+
+    Every block halves the side (rounding down), so 28 x 28 Omniglot needs the usual 4 blocks
+    (28, 14, 7, 3, 1) and 56 x 56 needs 5. Use it to keep conv4's 64-value embedding at larger
+    input sizes.
+
+    Example:
+
+    >>> conv4((56, 56, 1), blocks=conv4_blocks(56)).output_shape
+    (None, 64)
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 2:
+        raise ValueError(f"`image_size` must be an integer >= 2; received {image_size!r}.")
+    blocks, side = 0, int(image_size)
+    while side > 1:
+        side //= 2
+        blocks += 1
+    return blocks
+
+
 def mlp(
     input_shape: Sequence[int],
     hidden: Sequence[int] = (40, 40),

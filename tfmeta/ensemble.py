@@ -99,14 +99,21 @@ class FewShotEnsemble(tf.Module):
 
     Args:
         members: Paths of at least two SavedModels with a `few_shot` signature (a version
-            directory, or a base directory: its newest version). Their inputs must have the
-            same shape.
+            directory, or a base directory: its newest version). Their images must have the
+            same number of channels; their sizes may differ (see below).
         weights: Optional non-negative weight per member (normalised to sum to 1); equal
             weights by default.
         temperatures: Optional positive temperature per member: its probabilities become
             `softmax(log(p) / T)` before the vote. All 1 (no change) by default; `calibrate`
             fits them on validation episodes.
         name: Module name.
+
+    Members trained at different image sizes (a 28 x 28 MAML and a 56 x 56 prototypical
+    network, say) vote together: the ensemble takes images of the largest member size and,
+    inside its graph, area-resizes them to each smaller (or differently shaped) member's size.
+    Area resizing approximates how the Omniglot loaders downsample (PIL's box filter), not
+    exactly, so a smaller member may score a little differently than on images decoded at its
+    own size.
 
     Attributes:
         member_paths: The members' resolved version directories.
@@ -116,7 +123,7 @@ class FewShotEnsemble(tf.Module):
 
     Raises:
         ValueError: Fewer than two members, a member without a `few_shot` signature, members
-            with different input shapes, or bad weights or temperatures.
+            whose images differ in rank or channels, or bad weights or temperatures.
     """
 
     def __init__(
@@ -145,13 +152,18 @@ class FewShotEnsemble(tf.Module):
             loaded.append(obj)
             fns.append(fn)
             paths.append(path)
-        shape = _input_shape(fns[0])
-        for fn, path in zip(fns[1:], paths[1:]):
-            if _input_shape(fn) != shape:
-                raise ValueError(
-                    f"Every member must take inputs of one shape: {paths[0]} takes {shape}, "
-                    f"{path} takes {_input_shape(fn)}."
-                )
+        shapes = [_input_shape(fn) for fn in fns]
+        if len(set(shapes)) > 1:  # only images of fully known sizes and equal channels can differ
+            for shape, path in zip(shapes, paths):
+                if len(shape) != 3 or None in shape or shape[2] != shapes[0][2] or len(shapes[0]) != 3:
+                    raise ValueError(
+                        "Members must take inputs of one shape, or [height, width, channels] "
+                        f"images of known sizes with the same channels: {paths[0]} takes "
+                        f"{shapes[0]}, {path} takes {shape}."
+                    )
+        # The largest member size (first on ties) is the ensemble's; the others resize to theirs.
+        shape = max(shapes, key=lambda s: int(np.prod([d or 0 for d in s[:2]])))
+        self._member_sizes = [tuple(s[:2]) for s in shapes]
         self._members = loaded  # tracked: the members' variables are saved with the ensemble
         self.member_signatures = fns
         self.member_paths = paths
@@ -175,13 +187,23 @@ class FewShotEnsemble(tf.Module):
     def temperatures(self) -> list[float]:
         return [float(t.numpy()) for t in self._temperatures]
 
-    def _member_probabilities(self, fn, support_x, support_y, query_x):
+    def member_probabilities(self, index: int, support_x, support_y, query_x) -> tf.Tensor:
+        """`[Q, N]` probabilities of member `index` (untempered), as the ensemble asks it.
+
+        The images (of the ensemble's `input_shape`) are area-resized to the member's size
+        first when it differs.
+        """
+        size = tuple(self._member_sizes[index])
+        if size != tuple(self.input_shape[:2]):
+            support_x = tf.image.resize(support_x, size, method="area")
+            query_x = tf.image.resize(query_x, size, method="area")
+        fn = self.member_signatures[index]
         return fn(support_x=support_x, support_y=support_y, query_x=query_x)["probabilities"]
 
     def _few_shot(self, support_x, support_y, query_x):
         total = None
-        for weight, temperature, fn in zip(self.weights, self._temperatures, self.member_signatures):
-            probs = temper(self._member_probabilities(fn, support_x, support_y, query_x), temperature)
+        for index, (weight, temperature) in enumerate(zip(self.weights, self._temperatures)):
+            probs = temper(self.member_probabilities(index, support_x, support_y, query_x), temperature)
             total = weight * probs if total is None else total + weight * probs
         return {"probabilities": total}
 
@@ -213,8 +235,8 @@ class FewShotEnsemble(tf.Module):
         labels = []
         for (sx, sy, qx), qy in sampler.dataset(meta_batch=1, episodes=episodes, seed=seed):
             args = (tf.cast(sx[0], tf.float32), tf.cast(sy[0], tf.int32), tf.cast(qx[0], tf.float32))
-            for member_log_probs, fn in zip(log_probs, self.member_signatures):
-                probs = self._member_probabilities(fn, *args).numpy().astype(np.float64)
+            for index, member_log_probs in enumerate(log_probs):
+                probs = self.member_probabilities(index, *args).numpy().astype(np.float64)
                 member_log_probs.append(np.log(np.maximum(probs, _MIN_PROBABILITY)))
             labels.append(qy[0].numpy())
         labels = np.concatenate(labels).astype(np.int64)
