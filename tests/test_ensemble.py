@@ -157,8 +157,8 @@ def test_command_line_writes_the_ensemble(members, tmp_path, capsys):
     )
 
 
-def _export_fake_few_shot(base, image_shape):
-    """A SavedModel whose few_shot signature takes `image_shape` and returns uniform probabilities."""
+def _export_few_shot_function(base, image_shape, probabilities):
+    """Saves `probabilities(support_x, support_y, query_x, ways)` as a few_shot SavedModel at `image_shape`."""
     module = tf.Module()
 
     @tf.function(input_signature=[
@@ -167,11 +167,19 @@ def _export_fake_few_shot(base, image_shape):
     ])
     def few_shot(support_x, support_y, query_x):
         ways = tf.reduce_max(support_y) + 1
-        return {"probabilities": tf.fill([tf.shape(query_x)[0], ways], 1.0 / tf.cast(ways, tf.float32))}
+        return {"probabilities": probabilities(support_x, support_y, query_x, ways)}
 
     module.few_shot = few_shot
     tf.saved_model.save(module, str(base), signatures={"few_shot": few_shot})
     return str(base)
+
+
+def _export_fake_few_shot(base, image_shape):
+    """A SavedModel whose few_shot signature takes `image_shape` and returns uniform probabilities."""
+    return _export_few_shot_function(
+        base, image_shape,
+        lambda sx, sy, qx, ways: tf.fill([tf.shape(qx)[0], ways], 1.0 / tf.cast(ways, tf.float32)),
+    )
 
 
 def test_bad_members_and_weights_are_named(members, tmp_path):
@@ -205,23 +213,14 @@ def test_bad_members_and_weights_are_named(members, tmp_path):
 
 def _export_pixel_prototypes(base, image_shape):
     """A few_shot SavedModel at `image_shape`: softmax of minus squared pixel distances to class means."""
-    module = tf.Module()
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, *image_shape], tf.float32), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None, *image_shape], tf.float32),
-    ])
-    def few_shot(support_x, support_y, query_x):
-        ways = tf.reduce_max(support_y) + 1
+    def probabilities(support_x, support_y, query_x, ways):
         s = tf.reshape(support_x, [tf.shape(support_x)[0], -1])
         q = tf.reshape(query_x, [tf.shape(query_x)[0], -1])
         prototypes = tf.math.unsorted_segment_mean(s, support_y, ways)
-        d = tf.reduce_sum((q[:, None] - prototypes[None]) ** 2, -1)
-        return {"probabilities": tf.nn.softmax(-d / 5.0)}
+        return tf.nn.softmax(-tf.reduce_sum((q[:, None] - prototypes[None]) ** 2, -1) / 5.0)
 
-    module.few_shot = few_shot
-    tf.saved_model.save(module, str(base), signatures={"few_shot": few_shot})
-    return str(base)
+    return _export_few_shot_function(base, image_shape, probabilities)
 
 
 def test_members_of_other_sizes_vote_on_area_resized_images(members, tmp_path):
