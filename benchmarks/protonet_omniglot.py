@@ -134,11 +134,6 @@ def pretrain_encoder(encoder, x, y, steps, batch_size=128, lr=1e-3, augment=None
     return float(history.history["accuracy"][-1])
 
 
-def scaled_affine(image_size: int) -> RandomAffine:
-    """The Omniglot recipes' affine distortions, with the shift (2 pixels at 28) scaled to `image_size`."""
-    return RandomAffine(shift=2.0 * image_size / 28.0)
-
-
 def evaluate_all(model, test, episodes, results, prefix="", shot_settings=(1, 5)):
     for ways in (5, 20):
         for shots in shot_settings:
@@ -164,7 +159,7 @@ def train_member(args, train, test, seed, results, prefix=""):
         args.lr, decay_steps=args.decay_every, decay_rate=0.5, staircase=True
     )
     model.compile(optimizer=keras.optimizers.Adam(lr))
-    augment = scaled_affine(args.image_size) if args.augment == "affine" else None
+    augment = RandomAffine.for_image_size(args.image_size) if args.augment == "affine" else None
     if args.pretrain_steps:
         start = time.time()
         results[f"{prefix}pretrain_train_accuracy"] = pretrain_encoder(
@@ -286,7 +281,7 @@ def main(argv=None) -> dict:
         # training augmentation (the image itself + views-1); same test episodes.
         model = tfmeta.PrototypicalNetwork(
             tfmeta.backbones.with_test_time_augmentation(
-                encoder, views=args.tta_views, augment=scaled_affine(args.image_size)
+                encoder, views=args.tta_views, augment=RandomAffine.for_image_size(args.image_size)
             ),
             distance=args.distance,
         )

@@ -1,7 +1,8 @@
 """Chapter 4: prototypical, matching and relation networks vs. a Siamese network on Omniglot.
 
 Every learner trains on the same background characters (the shared `small1` + `small2` sets
-minus the held-out alphabets, with 90/180/270-degree rotations as extra classes) and is
+minus the held-out alphabets, with 90/180/270-degree rotations and mirror images as extra
+classes, 1,424 in all; `--no-mirrors` keeps the rotations only, 712) and is
 scored by the same routine (`FewShotMixin.evaluate_episodes`) on the same test episodes drawn
 from the held-out alphabets: 5-way and 20-way, 1-shot and 5-shot, mean accuracy with a 95%
 confidence interval. The recipe then
@@ -20,8 +21,21 @@ confidence interval. The recipe then
 
 Usage:
 
-    python recipes/ch04_metric_learners_omniglot.py            # full run (~40 min, 2 cores)
+    python recipes/ch04_metric_learners_omniglot.py            # full run (~45 min, 2 cores)
     python recipes/ch04_metric_learners_omniglot.py --quick    # smoke test (< 60 s)
+
+Measured with the defaults (2 free cores, 600 episodes per column; 5w1s / 5w5s / 20w1s / 20w5s):
+
+    Prototypical (60-way, 5,000 steps, 1,043 s)  93.5 / 97.9 / 84.0 / 93.6
+      same, 32 test-time views (the export)      94.8 / 98.1 / 86.5 / 94.6
+    Matching (20-way, 3,000 steps, 170 s)        89.4 / 94.6 / 75.8 / 85.2
+    Relation (mse, 20-way, 3,000 steps, 165 s)   89.6 / 94.4 / 75.1 / 84.4
+    Siamese (Koch, pairs, 3,000 steps, 383 s)    84.9 / 91.6 / 64.9 / 78.3
+
+(The prototypical rows come from one full run, the other three from `--learners` runs of the
+same code: every learner is seeded alike and scored on the same episodes. With the earlier
+300 / 400 steps the relation network stayed at chance, 22.1% 5-way 1-shot, matching reached
+75.1% and the Siamese network 49.9%.)
 """
 
 from __future__ import annotations
@@ -55,18 +69,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "$TFMETA_DATA_DIR or ../shared/data)")
     p.add_argument("--episodes", type=int, default=600, help="test episodes per setting")
     p.add_argument("--proto-ways", type=int, default=60, help="training ways of the protonet")
-    p.add_argument("--proto-steps", type=int, default=3000,
+    p.add_argument("--proto-steps", type=int, default=5000,
                    help="training steps of the protonet (Adam 1e-3, halved every steps/4)")
     p.add_argument("--tta-views", type=int, default=32,
                    help="also score (and export) the protonet with its embedding averaged over "
                    "the image + V-1 fixed affine distortions; 1 = off")
-    p.add_argument("--other-steps", type=int, default=300,
+    p.add_argument("--other-steps", type=int, default=3000,
                    help="training steps of the matching and relation networks")
-    p.add_argument("--siamese-steps", type=int, default=400)
+    p.add_argument("--siamese-steps", type=int, default=3000,
+                   help="training steps of the Siamese network (128-pair batches, Koch's loss)")
     p.add_argument("--relation-loss", default="mse", choices=("mse", "cross_entropy"))
-    p.add_argument("--mirrors", action="store_true",
+    p.add_argument("--mirrors", action=argparse.BooleanOptionalAction, default=True,
                    help="also add each training character's mirror image as a class (with the "
-                   "rotations: all 8 symmetries of the square)")
+                   "rotations: all 8 symmetries of the square); --no-mirrors for rotations only")
     p.add_argument("--image-size", type=int, default=28,
                    help="image side; conv4 gets tfmeta.backbones.conv4_blocks(size) blocks and "
                    "the affine shift scales with it (2 pixels at 28)")
@@ -107,7 +122,7 @@ def encoder(args, shape):
 
 def affine(args) -> RandomAffine:
     """Koch et al.'s small random affine distortions, the shift scaled to the image size."""
-    return RandomAffine(rotation=10, shift=2 * args.image_size / 28, scale=0.1, shear=10)
+    return RandomAffine.for_image_size(args.image_size, rotation=10, scale=0.1, shear=10)
 
 
 def augmenter(args):

@@ -15,6 +15,7 @@ from tfmeta.backbones import (
     with_test_time_augmentation,
     with_test_time_shifts,
 )
+from tfmeta.data.augment import RandomAffine
 
 
 def _shifted(x, dy, dx):
@@ -212,6 +213,11 @@ def test_affine_average_trains_as_the_plain_encoder_and_is_seeded(encoder, image
     same = draw_test_time_transforms(5, (12, 12, 1), seed=1)
     np.testing.assert_array_equal(same, draw_test_time_transforms(5, (12, 12, 1), seed=1))
     assert np.abs(same - draw_test_time_transforms(5, (12, 12, 1), seed=2)).max() > 1e-3
+    # By default the distortions follow the image size (2-pixel shifts at 28, 4 at 56).
+    np.testing.assert_array_equal(
+        draw_test_time_transforms(5, (56, 56, 1), seed=1),
+        draw_test_time_transforms(5, (56, 56, 1), augment=RandomAffine.for_image_size(56), seed=1),
+    )
 
 
 @pytest.mark.parametrize(

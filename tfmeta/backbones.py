@@ -336,8 +336,9 @@ def draw_test_time_transforms(
         views: Number of views, `>= 1`.
         image_shape: `(height, width, ...)` of the images.
         augment: An object with `transforms(batch, height, width, seed)` returning `[batch, 8]`
-            transforms, such as `tfmeta.data.augment.RandomAffine` (the default, with its
-            default distortions: the ones used in training by the Omniglot recipes).
+            transforms, such as `tfmeta.data.augment.RandomAffine` (the default:
+            `RandomAffine.for_image_size` of the images' smaller side, the distortions the
+            Omniglot recipes train with, 2-pixel shifts at 28 x 28 scaled with the size).
         seed: Seed of the draws (the same seed gives the same transforms).
     """
     if isinstance(views, bool) or not isinstance(views, int) or views < 1:
@@ -345,7 +346,7 @@ def draw_test_time_transforms(
     if augment is None:
         from tfmeta.data.augment import RandomAffine
 
-        augment = RandomAffine()
+        augment = RandomAffine.for_image_size(min(int(image_shape[0]), int(image_shape[1])))
     if not callable(getattr(augment, "transforms", None)):
         raise ValueError(
             "`augment` must have a `transforms(batch, height, width, seed)` method (e.g. "

@@ -46,6 +46,35 @@ def test_same_seed_same_images_and_rank3_input():
     assert np.abs(a - c).max() > 0.1
 
 
+def _centres(images):
+    ys, xs = np.mgrid[: images.shape[1], : images.shape[2]]
+    mass = images[..., 0].sum(axis=(1, 2))
+    return np.stack([(images[..., 0] * ys).sum(axis=(1, 2)) / mass,
+                     (images[..., 0] * xs).sum(axis=(1, 2)) / mass], axis=1)
+
+
+def test_for_image_size_scales_the_shift_with_the_image():
+    seed = tf.constant([8, 9], tf.int64)
+    small = np.stack([_square(28)] * 32)
+    large = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)  # the same squares at 56 x 56
+    still = dict(rotation=0, scale=0, shear=0)
+    moved_28 = _centres(RandomAffine.for_image_size(28, **still)(small, seed).numpy()) - 13.5
+    moved_56 = _centres(RandomAffine.for_image_size(56, **still)(large, seed).numpy()) - 27.5
+    assert np.abs(moved_28).max() <= 2.01 and np.abs(moved_28).max() > 1.0
+    # The same draw moves the 56 x 56 square twice as many pixels: the same fraction of the image.
+    np.testing.assert_allclose(moved_56, 2 * moved_28, atol=0.02)
+    assert RandomAffine.for_image_size(28).get_config() == RandomAffine().get_config()
+    assert RandomAffine.for_image_size(105, rotation=5).get_config()["rotation"] == 5
+
+
+@pytest.mark.parametrize("kwargs, name", [({"image_size": 0}, "image_size"),
+                                          ({"image_size": 28, "reference_size": -1}, "reference_size"),
+                                          ({"image_size": 28, "scale": 2.0}, "scale")])
+def test_for_image_size_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        RandomAffine.for_image_size(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs", [{"rotation": -1}, {"scale": 1.5}, {"shift": -2}])
 def test_bad_arguments_name_the_argument(kwargs):
     name = next(iter(kwargs))

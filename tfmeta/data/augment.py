@@ -44,6 +44,30 @@ class RandomAffine:
         self.rotation, self.shift, self.scale, self.shear = rotation, shift, scale, shear
         self.fill_value = fill_value
 
+    @classmethod
+    def for_image_size(cls, image_size: int, reference_size: int = 28, shift: float = 2.0,
+                       **kwargs) -> "RandomAffine":
+        """Distortions for `image_size` images: `shift` pixels at `reference_size`, scaled.
+
+        Rotation, zoom and shear do not depend on the image size; the shift does. The Omniglot
+        recipes distort 28 x 28 images by up to 2 pixels, so a 56 x 56 image gets up to 4.
+
+        Args:
+            image_size: Side of the images to distort, in pixels (`> 0`).
+            reference_size: Side at which `shift` is given (`> 0`).
+            shift: Largest shift in pixels at `reference_size`.
+            **kwargs: The other `RandomAffine` arguments (rotation, scale, shear, fill_value).
+
+        Example:
+
+        >>> RandomAffine.for_image_size(56).shift
+        4.0
+        """
+        for name, value in (("image_size", image_size), ("reference_size", reference_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"`{name}` must be a number > 0, received {name}={value!r}.")
+        return cls(shift=float(shift) * image_size / reference_size, **kwargs)
+
     def get_config(self) -> dict:
         return {"rotation": self.rotation, "shift": self.shift, "scale": self.scale,
                 "shear": self.shear, "fill_value": self.fill_value}
