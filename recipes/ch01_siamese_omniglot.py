@@ -28,8 +28,8 @@ Korean held out; each run is 20 characters of ONE alphabet, as in Lake's runs):
     same, --seed 1 (its own 40 runs):       11860 steps (2 free cores), 75.0%; the same weights
                                             without the shifts: 72.5%
     --tta-shift 0 (else default):           13354 steps (2 free cores), 72.8% (error 27.3%)
-    --mirrors (else default; mirror images as more classes, 1,424): 13392 steps (2 free
-                                            cores), 73.9% on the seed-0 runs (72.6% without
+    --mirrors (else default; mirror images as more classes, 1,424): 13392 steps (2 cores,
+                                            a 20-s test run shared them once), 73.9% on the seed-0 runs (72.6% without
                                             the shifts): no gain over 74.5%
     (the rows below were measured before test-time shifts existed, i.e. with --tta-shift 0)
     --lr-schedule constant (else default):  11849 steps (2 free cores), 70.6% (error 29.4%)

@@ -113,7 +113,8 @@ class FewShotEnsemble(tf.Module):
     inside its graph, area-resizes them to each smaller (or differently shaped) member's size.
     Area resizing approximates how the Omniglot loaders downsample (PIL's box filter), not
     exactly, so a smaller member may score a little differently than on images decoded at its
-    own size.
+    own size (measured: a 28 x 28 prototypical network in a 28 + 56 ensemble, 94.66% 5-way
+    1-shot against 94.64% on its own decoding; README).
 
     Attributes:
         member_paths: The members' resolved version directories.
