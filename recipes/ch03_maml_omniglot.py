@@ -100,6 +100,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--maml-plus-plus", action="store_true",
                    help="all three MAML++ options above; give --inner-steps = --eval-steps so "
                    "every step used at test time is trained")
+    p.add_argument("--zero-head", action="store_true",
+                   help="start every inner loop from a zero head (MAML(zero_head=True): the "
+                   "zeroing trick, label-permutation invariant)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(
         "--lr-schedule", default="constant", choices=("constant", "cosine"),
@@ -151,7 +154,7 @@ def _maml_kwargs(args) -> dict:
         inner_lr=args.inner_lr, inner_steps=args.inner_steps, order=args.order,
         eval_steps=args.eval_steps, learn_step_lrs=args.learn_step_lrs,
         multi_step_loss=args.multi_step_loss, msl_anneal_steps=args.msl_anneal_steps,
-        per_step_bn=args.per_step_bn,
+        per_step_bn=args.per_step_bn, zero_head=args.zero_head,
     )
 
 

@@ -78,7 +78,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--other-steps", type=int, default=3000,
                    help="training steps of the matching and relation networks")
     p.add_argument("--siamese-steps", type=int, default=3000,
-                   help="training steps of the Siamese network (128-pair batches, Koch's loss)")
+                   help="training steps of the Siamese network")
+    p.add_argument("--siamese-loss", default="softmax", choices=("softmax", "pairs"),
+                   help="softmax: ch01's default, the contrastive Siamese network trained on "
+                   "40-way 1-shot episodes with the N-pair softmax over each query's pair "
+                   "logits; pairs: Koch et al.'s L1 + sigmoid on 128-pair batches")
     p.add_argument("--relation-loss", default="mse", choices=("mse", "cross_entropy"))
     p.add_argument("--mirrors", action=argparse.BooleanOptionalAction, default=True,
                    help="also add each training character's mirror image as a class (with the "
@@ -142,14 +146,21 @@ def train_episodic(model, train, ways, shots, queries, steps, args, label):
     hist = model.fit(ds, steps_per_epoch=per_epoch, epochs=max(1, steps // per_epoch),
                      verbose=0 if args.quick else 2)
     seconds = time.time() - start
+    accuracy = hist.history.get("accuracy", hist.history.get("episode_accuracy"))
     print(f"[{label}] {ways}-way {shots}-shot x {steps} steps in {seconds:.0f}s, final train "
-          f"episode accuracy {hist.history['accuracy'][-1]:.3f}", flush=True)
+          f"episode accuracy {accuracy[-1]:.3f}", flush=True)
     return seconds
 
 
 def train_siamese(train, args, shape):
-    model = tfmeta.SiameseNetwork(encoder(args, shape), input_shape=shape, objective="koch")
+    """The Siamese network: `--siamese-loss softmax` (episodes) or `pairs` (Koch's pairs)."""
     steps = args.siamese_steps
+    if args.siamese_loss == "softmax":
+        model = tfmeta.SiameseNetwork(encoder(args, shape), input_shape=shape,
+                                      objective="contrastive", episode_loss="softmax")
+        ways = min(40, train.num_classes)
+        return model, train_episodic(model, train, ways, 1, 5, steps, args, "siamese")
+    model = tfmeta.SiameseNetwork(encoder(args, shape), input_shape=shape, objective="koch")
     model.compile(optimizer=keras.optimizers.Adam(lr_schedule(1e-3, steps)))
     ds = PairSampler(train.x, train.y, seed=args.seed).dataset(128, augment=augmenter(args))
     per_epoch = min(100, steps)
@@ -187,7 +198,8 @@ def build_learners(args, train, shape):
                 print("[siamese] tfmeta.metric.siamese not available; skipped", flush=True)
                 continue
             model, secs = train_siamese(train, args, shape)
-            desc = "Siamese (Koch, pairs)"
+            desc = ("Siamese (N-pair softmax, 40-way train)"
+                    if args.siamese_loss == "softmax" else "Siamese (Koch, pairs)")
         yield name, (model, desc, secs)
 
 

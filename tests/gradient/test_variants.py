@@ -121,3 +121,53 @@ def test_bad_arguments_name_the_argument():
             tfmeta.MAML(net, **kwargs)
     with pytest.raises(ValueError, match="per_step_bn"):
         tfmeta.MAML(net, per_step_bn=True, fast_path=False)
+
+
+@pytest.mark.parametrize("zero_head", [True, False])
+def test_zero_head_makes_predictions_independent_of_the_label_order(zero_head):
+    keras.utils.set_random_seed(0)
+    net = tiny_convnet(ways=3)
+    (sx, sy, qx), _ = classification_batch(tasks=1, ways=3, shots=2, queries=2)
+    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=2, zero_head=zero_head)
+    perm = np.array([2, 0, 1])  # class k is called perm[k]
+    _, _, out, _ = maml.inner_loop(sx, sy, 2, 0, query_x=qx)
+    _, _, out_perm, _ = maml.inner_loop(sx, tf.constant(perm[sy.numpy()]), 2, 0, query_x=qx)
+    probs = tf.nn.softmax(out).numpy()
+    relabelled = tf.nn.softmax(out_perm).numpy()[..., perm]  # back to the original labels
+    if zero_head:
+        np.testing.assert_allclose(relabelled, probs, atol=1e-5)
+    else:  # a random head favours some labels: the same support set predicts differently
+        assert np.abs(relabelled - probs).max() > 1e-2
+
+
+def test_zero_head_is_zero_and_not_meta_learned():
+    keras.utils.set_random_seed(1)
+    net = tiny_convnet(ways=3)
+    batch = classification_batch(tasks=2, ways=3)
+    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=1, zero_head=True)
+    head = net.get_layer("head")
+    assert all(np.all(v.numpy() == 0) for v in head.trainable_variables)
+    with tf.GradientTape() as tape:
+        loss = maml._meta_loss(batch, training=True)[0]
+    grads = tape.gradient(loss, net.trainable_variables)
+    for var, g in zip(net.trainable_variables, grads):
+        if "head" in var.path:
+            assert g is None, var.path
+        elif "conv" in var.path and "kernel" in var.path:
+            assert g is not None and np.abs(g.numpy()).max() > 0, var.path
+    body_before = net.get_layer("conv1").kernel.numpy().copy()
+    maml.compile(keras.optimizers.Adam(1e-2))
+    maml.train_on_batch(batch[0], batch[1])
+    assert np.abs(net.get_layer("conv1").kernel.numpy() - body_before).max() > 0
+    assert all(np.all(v.numpy() == 0) for v in head.trainable_variables)
+    assert maml.adaptation_metadata()["zero_head"] is True
+
+
+def test_zero_head_errors_name_the_argument():
+    no_dense_head = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 8), keras.layers.Flatten()])
+    with pytest.raises(ValueError, match="zero_head.*Conv2D"):
+        tfmeta.MAML(no_dense_head, zero_head=True)
+    with pytest.raises(ValueError, match="zero_head.*inner_layers"):
+        tfmeta.MAML(tiny_convnet(), zero_head=True, inner_layers=["conv2"])
+    with pytest.raises(ValueError, match="zero_head"):
+        tfmeta.Reptile(tiny_convnet(), zero_head=True)

@@ -18,6 +18,12 @@ The variants are arguments of the one inner loop, not copies of it:
   `per_step_bn=True` (BatchNorm scale/offset and running statistics per inner step).
   Only the `inner_steps` trained steps get their own rates and BN parameters; with
   `eval_steps > inner_steps` the extra test-time steps reuse the last trained step's.
+* `zero_head=True`: the Dense head starts every inner loop at zero (the "zeroing trick" of
+  Kao et al., 2022; equivalent to Ye & Chao, 2022's UNICORN-MAML, a single meta-learned head
+  vector shared by all classes, because a column shared by every class cancels in the
+  softmax and in the body's gradients). Every class then starts alike, so predictions do
+  not depend on which label each support class was given; the first inner step makes each
+  class's head column its support embeddings' deviation from the mean, a prototype.
 * `tfmeta.Reptile` (in `reptile.py`) reuses the same inner loop.
 
 **Batching.** Every task's weights carry a leading task axis `T`. For models made of
@@ -101,6 +107,9 @@ class MAML(FewShotMixin, keras.Model):
             statistics, needs `per_step_bn=True`) at test time.
         bn_momentum: Momentum of the per-step running statistics.
         task: `"classification"`, `"regression"` or `"auto"` (integer labels -> classification).
+        zero_head: Start every inner loop from a zero Dense head (the last trainable layer,
+            which must be a `keras.layers.Dense` adapted in the inner loop). The head's
+            weights are set to zero and are not meta-learned; see "zeroing trick" above.
         ways: Optional classes per training episode; checked against the model's output
             units (episodes may use fewer classes than units: extra logits are masked at
             test time).
@@ -137,6 +146,7 @@ class MAML(FewShotMixin, keras.Model):
         multi_step_loss: bool = False,
         msl_anneal_steps: int = 10000,
         per_step_bn: bool = False,
+        zero_head: bool = False,
         bn_test_stats: str = "batch",
         bn_momentum: float = 0.9,
         task: str = "auto",
@@ -221,6 +231,8 @@ class MAML(FewShotMixin, keras.Model):
         if self.per_step_bn:  # the layers' own BN scale/offset are replaced by per-step ones
             bn_ids = {id(v) for layer in self.runner.bn_layers for v in layer.trainable_variables}
             self._adapted = [i for i in self._adapted if id(self.runner.variables[i]) not in bn_ids]
+        self.zero_head = bool(zero_head)
+        self._zero_indices = self._zero_head_indices(model) if self.zero_head else []
         self._build_inner_lrs()
         self._build_per_step_bn()
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -255,6 +267,26 @@ class MAML(FewShotMixin, keras.Model):
         chosen = [i for i, v in enumerate(variables) if id(v) in ids]
         if not chosen:
             raise ValueError(f"`inner_layers`={list(names)} hold no trainable weights.")
+        return chosen
+
+    def _zero_head_indices(self, model) -> list[int]:
+        """Indices (in `runner.variables`) of the Dense head's weights, which are zeroed."""
+        with_weights = [l for l in flatten_layers(model) if l.trainable_variables]
+        head = with_weights[-1] if with_weights else None
+        if not isinstance(head, keras.layers.Dense):
+            raise ValueError(
+                "`zero_head=True` needs a model whose last layer with weights is a "
+                f"keras.layers.Dense head; received one ending in {type(head).__name__}."
+            )
+        ids = {id(v) for v in head.trainable_variables}
+        chosen = [i for i, v in enumerate(self.runner.variables) if id(v) in ids]
+        if not set(chosen) <= set(self._adapted):
+            raise ValueError(
+                f"`zero_head=True` needs the head {head.name!r} adapted in the inner loop; "
+                f"received `inner_layers`={self.inner_layers}, which leaves it out."
+            )
+        for v in head.trainable_variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
         return chosen
 
     def _build_inner_lrs(self):
@@ -397,6 +429,8 @@ class MAML(FewShotMixin, keras.Model):
         classification = self._is_classification(support_y)
         tasks = tf.shape(support_x)[0]
         params = tile_params([v.value for v in self.runner.variables], tasks)
+        for i in self._zero_indices:  # constants: the head gets no meta-gradient
+            params[i] = tf.zeros(tf.shape(params[i]), params[i].dtype)
         stats = {}
         query_losses = []
         want_query = query_x is not None and query_y is not None
@@ -676,6 +710,7 @@ class MAML(FewShotMixin, keras.Model):
             "learn_step_lrs": self.learn_step_lrs,
             "multi_step_loss": self.multi_step_loss,
             "per_step_bn": self.per_step_bn,
+            "zero_head": self.zero_head,
             "batch_norm": (
                 "per-step running statistics" if self.bn_test_stats == "running"
                 else "batch statistics of the support set (inner loop) and query set (transductive)"
