@@ -278,8 +278,7 @@ class MAML(FewShotMixin, keras.Model):
                 "`zero_head=True` needs a model whose last layer with weights is a "
                 f"keras.layers.Dense head; received one ending in {type(head).__name__}."
             )
-        ids = {id(v) for v in head.trainable_variables}
-        chosen = [i for i, v in enumerate(self.runner.variables) if id(v) in ids]
+        chosen = self._adapted_indices(model, [head.name])
         if not set(chosen) <= set(self._adapted):
             raise ValueError(
                 f"`zero_head=True` needs the head {head.name!r} adapted in the inner loop; "
