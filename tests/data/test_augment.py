@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfmeta.data import EpisodeSampler, PairSampler
-from tfmeta.data.augment import RandomAffine
+from tfmeta.data.augment import Compose, RandomAffine, RandomElastic
 
 
 def _square(size=28):
@@ -99,3 +99,65 @@ def test_augmented_episode_and_pair_pipelines_are_repeatable():
     (p1, p2), psame = next(iter(pairs.dataset(batch_size=8)))
     np.testing.assert_array_equal(same.numpy(), psame.numpy())
     assert np.abs(x1.numpy() - p1.numpy()).max() > 0.05
+
+
+def test_elastic_with_zero_alpha_is_identity():
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+    out = RandomElastic(alpha=0.0)(x, tf.constant([1, 2], tf.int64))
+    np.testing.assert_allclose(out.numpy(), x, atol=1e-6)
+
+
+def test_elastic_moves_each_pixel_by_its_displacement():
+    # On a ramp image I(y, x) = 2y + x, bilinear resampling is exact, so the warped image minus
+    # the ramp is the displacement field itself (away from the border, where fill_value enters).
+    warp = RandomElastic(alpha=20.0, sigma=3.0)
+    seed = tf.constant([3, 4], tf.int64)
+    ys, xs = np.mgrid[:28, :28].astype(np.float32)
+    ramp = np.stack([2 * ys + xs] * 4)[..., None]
+    out = warp(ramp, seed).numpy()[..., 0]
+    field = warp.displacements(4, 28, 28, seed).numpy()
+    inner = (slice(None), slice(5, 23), slice(5, 23))
+    assert np.abs(field).max() < 5.0  # so the inner pixels sample inside the image
+    np.testing.assert_allclose(out[inner] - ramp[..., 0][inner],
+                               (2 * field[..., 0] + field[..., 1])[inner], atol=1e-3)
+    # The field is smooth (neighbours move together) and really moves pixels.
+    assert 0.5 < field.std() < 2.0
+    step = np.abs(np.diff(field, axis=2)).mean()
+    assert step < 0.3 * np.abs(field).mean()
+
+
+def test_elastic_same_seed_same_images_rank3_and_scaling():
+    warp = RandomElastic()
+    x = np.stack([_square()[..., 0]] * 4)  # [B, H, W]
+    a = warp(x, tf.constant([5, 6], tf.int64)).numpy()
+    b = warp(x, tf.constant([5, 6], tf.int64)).numpy()
+    c = warp(x, tf.constant([5, 7], tf.int64)).numpy()
+    assert a.shape == x.shape and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 0.1
+    big = RandomElastic.for_image_size(56)
+    assert (big.alpha, big.sigma) == (2 * warp.alpha, 2 * warp.sigma)
+
+
+def test_compose_applies_each_augmentation_with_its_own_seed():
+    warp, affine = RandomElastic(), RandomAffine()
+    x = np.stack([_square()] * 4)
+    seed = tf.constant([1, 2], tf.int64)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    expected = affine(warp(x, seeds[0]), seeds[1]).numpy()
+    np.testing.assert_allclose(Compose(warp, affine)(x, seed).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(alpha=-1.0), "alpha"), (dict(sigma=0.0), "sigma"), (dict(alpha="big"), "alpha"),
+])
+def test_elastic_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        RandomElastic(**kwargs)
+
+
+def test_compose_rejects_no_or_uncallable_augmentations():
+    with pytest.raises(ValueError, match="at least one"):
+        Compose()
+    with pytest.raises(ValueError, match="callable"):
+        Compose(RandomAffine(), 3)

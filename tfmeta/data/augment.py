@@ -20,6 +20,25 @@ import math
 import tensorflow as tf
 
 
+def _as_batch_of_images(images, owner: str) -> tuple[tf.Tensor, bool]:
+    """`images` as a `[B, H, W, C]` tensor, and whether a channel axis was added to `[B, H, W]`."""
+    images = tf.convert_to_tensor(images)
+    squeeze = images.shape.rank == 3
+    if squeeze:
+        images = images[..., None]
+    if images.shape.rank != 4:
+        raise ValueError(
+            f"{owner} expects images of shape [B, H, W] or [B, H, W, C], received shape {images.shape}."
+        )
+    return images, squeeze
+
+
+def _check_sizes(**sizes) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"`{name}` must be a number > 0, received {name}={value!r}.")
+
+
 class RandomAffine:
     """Random rotation, shift, scale and shear of `[B, H, W, C]` float images.
 
@@ -63,9 +82,7 @@ class RandomAffine:
         >>> RandomAffine.for_image_size(56).shift
         4.0
         """
-        for name, value in (("image_size", image_size), ("reference_size", reference_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"`{name}` must be a number > 0, received {name}={value!r}.")
+        _check_sizes(image_size=image_size, reference_size=reference_size)
         return cls(shift=float(shift) * image_size / reference_size, **kwargs)
 
     def get_config(self) -> dict:
@@ -91,14 +108,7 @@ class RandomAffine:
         return tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
 
     def __call__(self, images: tf.Tensor, seed) -> tf.Tensor:
-        images = tf.convert_to_tensor(images)
-        squeeze = images.shape.rank == 3
-        if squeeze:
-            images = images[..., None]
-        if images.shape.rank != 4:
-            raise ValueError(
-                f"RandomAffine expects images of shape [B, H, W] or [B, H, W, C], received shape {images.shape}."
-            )
+        images, squeeze = _as_batch_of_images(images, "RandomAffine")
         shape = tf.shape(images)
         transforms = self.transforms(shape[0], shape[1], shape[2], seed)
         out = tf.raw_ops.ImageProjectiveTransformV3(
@@ -108,3 +118,117 @@ class RandomAffine:
         )
         out = tf.cast(out, images.dtype)
         return out[..., 0] if squeeze else out
+
+
+class RandomElastic:
+    """Random elastic distortion of `[B, H, W, C]` float images (Simard et al., 2003).
+
+    Every pixel moves by a random displacement field: uniform noise in `[-1, 1]` per pixel and
+    axis, smoothed by a Gaussian of standard deviation `sigma` pixels and scaled by `alpha`
+    pixels. Unlike an affine distortion it bends strokes locally, as two people drawing the same
+    character do. Pixels are resampled bilinearly; those that come from outside the image get
+    `fill_value`.
+
+    Args:
+        alpha: Scale of the displacement field, in pixels (`>= 0`).
+        sigma: Smoothness of the field: standard deviation of the Gaussian, in pixels (`> 0`).
+        fill_value: Value of pixels that come from outside the image.
+
+    Calling `augment(images, seed)` with a stateless seed of shape `[2]` returns images of the
+    same shape and dtype.
+
+    Example:
+
+    >>> warp = RandomElastic(alpha=20.0, sigma=3.0)
+    >>> warped = warp(tf.zeros([4, 28, 28, 1]), seed=tf.constant([0, 1]))
+    """
+
+    def __init__(self, alpha: float = 20.0, sigma: float = 3.0, fill_value: float = 0.0):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+            raise ValueError(f"`alpha` must be a number >= 0, received alpha={alpha!r}.")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0:
+            raise ValueError(f"`sigma` must be a number > 0, received sigma={sigma!r}.")
+        self.alpha, self.sigma, self.fill_value = float(alpha), float(sigma), fill_value
+
+    @classmethod
+    def for_image_size(cls, image_size: int, reference_size: int = 28, alpha: float = 20.0,
+                       sigma: float = 3.0, **kwargs) -> "RandomElastic":
+        """The same distortion at `image_size`: `alpha` and `sigma` given at `reference_size`."""
+        _check_sizes(image_size=image_size, reference_size=reference_size)
+        ratio = image_size / reference_size
+        return cls(alpha=float(alpha) * ratio, sigma=float(sigma) * ratio, **kwargs)
+
+    def get_config(self) -> dict:
+        return {"alpha": self.alpha, "sigma": self.sigma, "fill_value": self.fill_value}
+
+    def _gaussian_kernel(self) -> tf.Tensor:
+        radius = max(1, int(math.ceil(2.0 * self.sigma)))
+        t = tf.range(-radius, radius + 1, dtype=tf.float32)
+        g = tf.exp(-0.5 * tf.square(t / self.sigma))
+        return g / tf.reduce_sum(g)
+
+    def displacements(self, batch, height, width, seed) -> tf.Tensor:
+        """Returns the `[batch, height, width, 2]` displacement field (dy, dx) in pixels."""
+        noise = tf.random.stateless_uniform([batch, height, width, 2], seed, -1.0, 1.0)
+        g = self._gaussian_kernel()
+        # Separable Gaussian: along rows, then along columns, each axis channel on its own.
+        rows = tf.tile(tf.reshape(g, [-1, 1, 1, 1]), [1, 1, 2, 1])
+        cols = tf.tile(tf.reshape(g, [1, -1, 1, 1]), [1, 1, 2, 1])
+        field = tf.nn.depthwise_conv2d(noise, rows, [1, 1, 1, 1], "SAME")
+        field = tf.nn.depthwise_conv2d(field, cols, [1, 1, 1, 1], "SAME")
+        return self.alpha * field
+
+    def __call__(self, images: tf.Tensor, seed) -> tf.Tensor:
+        images, squeeze = _as_batch_of_images(images, "RandomElastic")
+        x = tf.cast(images, tf.float32)
+        shape = tf.shape(x)
+        batch, height, width = shape[0], shape[1], shape[2]
+        field = self.displacements(batch, height, width, seed)
+        grid_y, grid_x = tf.meshgrid(
+            tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij"
+        )
+        src_y, src_x = grid_y[None] + field[..., 0], grid_x[None] + field[..., 1]
+        y0, x0 = tf.floor(src_y), tf.floor(src_x)
+        wy, wx = (src_y - y0)[..., None], (src_x - x0)[..., None]
+        b = tf.broadcast_to(tf.range(batch)[:, None, None], tf.shape(src_y))
+        h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+
+        def corner(yy, xx):
+            inside = (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= w - 1)
+            yi = tf.cast(tf.clip_by_value(yy, 0.0, h - 1), tf.int32)
+            xi = tf.cast(tf.clip_by_value(xx, 0.0, w - 1), tf.int32)
+            values = tf.gather_nd(x, tf.stack([b, yi, xi], axis=-1))
+            return tf.where(inside[..., None], values, tf.cast(self.fill_value, tf.float32))
+
+        out = ((1 - wy) * (1 - wx) * corner(y0, x0) + (1 - wy) * wx * corner(y0, x0 + 1)
+               + wy * (1 - wx) * corner(y0 + 1, x0) + wy * wx * corner(y0 + 1, x0 + 1))
+        out = tf.cast(out, images.dtype)
+        return out[..., 0] if squeeze else out
+
+
+class Compose:
+    """Applies augmentations one after another, each with its own seed split from the call's.
+
+    Args:
+        *augments: Callables `augment(images, seed) -> images` (for example `RandomElastic`
+            then `RandomAffine`).
+
+    Example:
+
+    >>> augment = Compose(RandomElastic(), RandomAffine())
+    >>> ds = sampler.dataset(augment=augment)
+    """
+
+    def __init__(self, *augments):
+        if not augments:
+            raise ValueError("`augments` must hold at least one augmentation, received none.")
+        for a in augments:
+            if not callable(a):
+                raise ValueError(f"Every augmentation must be callable(images, seed), received {a!r}.")
+        self.augments = augments
+
+    def __call__(self, images: tf.Tensor, seed) -> tf.Tensor:
+        seeds = tf.random.experimental.stateless_split(tf.convert_to_tensor(seed), len(self.augments))
+        for i, augment in enumerate(self.augments):
+            images = augment(images, seeds[i])
+        return images
