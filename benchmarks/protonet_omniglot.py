@@ -297,6 +297,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.members < 1:
         parser.error(f"--members must be >= 1; received {args.members}")
+    if not 0.0 <= args.ema < 1.0:
+        parser.error(f"--ema must be in [0, 1) (0 = off); received {args.ema}")
     if args.blocks is None:
         args.blocks = tfmeta.backbones.conv4_blocks(args.image_size)
 
