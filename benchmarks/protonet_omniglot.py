@@ -197,14 +197,11 @@ def train_member(args, train, test, seed, results, prefix=""):
     model.compile(optimizer=keras.optimizers.Adam(
         lr, use_ema=args.ema > 0, ema_momentum=args.ema if args.ema > 0 else 0.99
     ))
-    augment = {
-        "affine": lambda: RandomAffine.for_image_size(args.image_size),
-        "elastic": lambda: Compose(
-            RandomElastic.for_image_size(args.image_size, alpha=args.elastic_alpha),
-            RandomAffine.for_image_size(args.image_size),
-        ),
-        "none": lambda: None,
-    }[args.augment]()
+    augment = None if args.augment == "none" else RandomAffine.for_image_size(args.image_size)
+    if args.augment == "elastic":
+        augment = Compose(
+            RandomElastic.for_image_size(args.image_size, alpha=args.elastic_alpha), augment
+        )
     if args.pretrain_steps:
         start = time.time()
         results[f"{prefix}pretrain_train_accuracy"] = pretrain_encoder(

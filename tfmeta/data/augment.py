@@ -146,8 +146,7 @@ class RandomElastic:
     def __init__(self, alpha: float = 20.0, sigma: float = 3.0, fill_value: float = 0.0):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
             raise ValueError(f"`alpha` must be a number >= 0, received alpha={alpha!r}.")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0:
-            raise ValueError(f"`sigma` must be a number > 0, received sigma={sigma!r}.")
+        _check_sizes(sigma=sigma)
         self.alpha, self.sigma, self.fill_value = float(alpha), float(sigma), fill_value
 
     @classmethod
@@ -190,6 +189,8 @@ class RandomElastic:
         src_y, src_x = grid_y[None] + field[..., 0], grid_x[None] + field[..., 1]
         y0, x0 = tf.floor(src_y), tf.floor(src_x)
         wy, wx = (src_y - y0)[..., None], (src_x - x0)[..., None]
+        # Bilinear resampling by hand: keras.ops.image.map_coordinates gives the same images
+        # (to 1e-7) but interpolates over all four axes and took ~5x longer per episode here.
         b = tf.broadcast_to(tf.range(batch)[:, None, None], tf.shape(src_y))
         h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
 
