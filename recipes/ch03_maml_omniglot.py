@@ -124,6 +124,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(OmniglotData.with_mirrors: 8x the background characters with the rotations)",
     )
     p.add_argument(
+        "--init-encoder", default=None, metavar="WEIGHTS_H5",
+        help="start meta-training from these conv4 encoder weights (a .weights.h5 file, e.g. "
+        "from `benchmarks/protonet_omniglot.py --save-weights`) instead of a random init",
+    )
+    p.add_argument(
         "--test-time-views", type=int, default=16,
         help="also score (and export) the trained model with V test-time views: adapt on the "
         "image + V-1 fixed RandomAffine distortions of every support image, average each "
@@ -186,6 +191,9 @@ def _run(args) -> dict:
             keras.layers.Dense(args.ways, name="head"),
         ]
     )
+    if args.init_encoder:
+        net.layers[0].load_weights(args.init_encoder)
+        print(f"encoder initialised from {args.init_encoder}")
     maml = tfmeta.MAML(net, **_maml_kwargs(args))
     maml.compile(optimizer=keras.optimizers.Adam(args.lr))
     sampler = EpisodeSampler(train.x, train.y, args.ways, args.shots, args.train_queries, seed=args.seed)
@@ -235,7 +243,8 @@ def _run(args) -> dict:
         "metrics": metrics,
         "training": {"dataset": "omniglot small1+small2", "held_out": list(DEFAULT_HELD_OUT_ALPHABETS),
                      "iterations": iterations, "meta_batch": args.meta_batch,
-                     "augment": args.augment, "mirrors": args.mirrors, "dtype_policy": args.dtype_policy,
+                     "augment": args.augment, "mirrors": args.mirrors,
+                     "init_encoder": args.init_encoder, "dtype_policy": args.dtype_policy,
                      "lr_schedule": args.lr_schedule, "inner_steps": args.inner_steps,
                      "learn_step_lrs": args.learn_step_lrs, "multi_step_loss": args.multi_step_loss,
                      "per_step_bn": args.per_step_bn},
@@ -256,6 +265,7 @@ def _run(args) -> dict:
         "accuracy_views": None if views_result is None else views_result["accuracy"],
         "ci95_views": None if views_result is None else views_result["ci95"],
         "dtype_policy": args.dtype_policy, "augment": args.augment, "mirrors": args.mirrors,
+        "init_encoder": args.init_encoder,
         "lr_schedule": args.lr_schedule,
         "inner_steps": args.inner_steps, "learn_step_lrs": args.learn_step_lrs,
         "multi_step_loss": args.multi_step_loss, "per_step_bn": args.per_step_bn,

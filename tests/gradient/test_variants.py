@@ -86,6 +86,28 @@ def test_mamlpp_with_more_test_steps_than_trained_steps_has_no_untrained_rows():
     assert np.all(np.isfinite(probs))
 
 
+def test_per_step_bn_starts_from_the_wrapped_layers_scale_and_offset():
+    """A pre-trained network keeps its BatchNormalization: the per-step rows copy it, so the
+    model computes what the same model without per-step BN (and BN not adapted) computes."""
+    net = tiny_convnet()
+    rng = np.random.default_rng(0)
+    bn_layers = [l for l in net._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in bn_layers:
+        layer.gamma.assign(rng.uniform(0.5, 2.0, layer.gamma.shape).astype("float32"))
+        layer.beta.assign(rng.normal(size=layer.beta.shape).astype("float32"))
+    with_rows = tfmeta.MAML(net, inner_lr=0.2, inner_steps=2, per_step_bn=True)
+    # per_step_bn leaves BN out of the inner loop; so does this model without it
+    plain = tfmeta.MAML(net, inner_lr=0.2, inner_steps=2, inner_layers=["conv1", "conv2", "head"])
+    for layer, gamma, beta in zip(bn_layers, with_rows.bn_step_gamma, with_rows.bn_step_beta):
+        np.testing.assert_array_equal(gamma.numpy(), np.tile(layer.gamma.numpy(), (3, 1)))
+        np.testing.assert_array_equal(beta.numpy(), np.tile(layer.beta.numpy(), (3, 1)))
+    batch = classification_batch()
+    np.testing.assert_allclose(
+        with_rows._meta_loss(batch, training=False)[0].numpy(),
+        plain._meta_loss(batch, training=False)[0].numpy(), rtol=1e-5,
+    )
+
+
 def test_multi_step_loss_weights_anneal_to_last_step():
     maml = tfmeta.MAML(tiny_regressor(), inner_steps=3, multi_step_loss=True, msl_anneal_steps=10)
     maml.compile(keras.optimizers.SGD(0.0))

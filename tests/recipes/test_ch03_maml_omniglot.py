@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfmeta
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, policy, extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFMETA_DATA_DIR=str(data_dir))
     export = tmp_path / "saved_models" / "omniglot_maml"
+    init = None
+    if policy == "float32":  # meta-train from saved encoder weights (--quick's 16-filter conv4)
+        init = tmp_path / "encoder.weights.h5"
+        tfmeta.backbones.conv4((28, 28, 1), filters=16).save_weights(init)
+        extra = [*extra, "--init-encoder", str(init)]
     out = subprocess.run(
         [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
          "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy, *extra],
@@ -42,6 +49,8 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     assert meta["learner"] == "maml" and meta["adaptation"]["inner_steps"] == 3
     assert meta["adaptation"]["test_time_views"] == views  # the export adapts on the same views
     assert "few_shot" in meta["signatures"]
+    assert meta["training"]["init_encoder"] == (None if init is None else str(init))
+    assert (f"encoder initialised from {init}" in out.stdout) is (init is not None)
     mamlpp = "--maml-plus-plus" in extra
     assert meta["training"]["per_step_bn"] is mamlpp and meta["training"]["learn_step_lrs"] is mamlpp
     if mamlpp:  # the exported (views) model carries the trained step lrs, not their initial 0.4

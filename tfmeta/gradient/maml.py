@@ -15,7 +15,8 @@ The variants are arguments of the one inner loop, not copies of it:
 * MAML++ (Antoniou et al., 2019): `multi_step_loss=True` (query loss after every inner step,
   weights annealed towards the last step over `msl_anneal_steps` meta-iterations),
   `learn_step_lrs=True` (a learned learning rate per layer variable and per step) and
-  `per_step_bn=True` (BatchNorm scale/offset and running statistics per inner step).
+  `per_step_bn=True` (BatchNorm scale/offset and running statistics per inner step; every
+  step's scale/offset start from the wrapped layer's own, so a pre-trained network keeps them).
   Only the `inner_steps` trained steps get their own rates and BN parameters; with
   `eval_steps > inner_steps` the extra test-time steps reuse the last trained step's.
 * `zero_head=True`: the Dense head starts every inner loop at zero (the "zeroing trick" of
@@ -323,13 +324,19 @@ class MAML(FewShotMixin, keras.Model):
         self._bn_rows = rows
         for k, layer in enumerate(self.runner.bn_layers):
             c = int(layer.gamma.shape[0] if layer.scale else layer.beta.shape[0])
+            # Every step's row starts from the layer's own scale/offset (1 and 0 for a fresh
+            # layer), so a pre-trained network keeps what its BatchNormalization learned.
             self.bn_step_gamma.append(
-                self.add_weight(shape=(rows, c), initializer="ones", name=f"bn{k}_step_gamma")
+                self.add_weight(
+                    shape=(rows, c), initializer=_rows_of(layer.gamma), name=f"bn{k}_step_gamma"
+                )
                 if layer.scale
                 else None
             )
             self.bn_step_beta.append(
-                self.add_weight(shape=(rows, c), initializer="zeros", name=f"bn{k}_step_beta")
+                self.add_weight(
+                    shape=(rows, c), initializer=_rows_of(layer.beta), name=f"bn{k}_step_beta"
+                )
                 if layer.center
                 else None
             )
@@ -788,6 +795,16 @@ class MAML(FewShotMixin, keras.Model):
         result = self.evaluate_tasks(sampler, episodes=episodes, seed=seed)
         result.update(ways=ways, shots=shots)
         return result
+
+
+def _rows_of(variable):
+    """An initializer that repeats `variable`'s current value along a new leading axis."""
+    value = np.asarray(keras.ops.convert_to_numpy(variable.value), dtype="float32")
+
+    def initializer(shape, dtype=None):
+        return tf.cast(tf.broadcast_to(value, shape), dtype or "float32")
+
+    return initializer
 
 
 def _unpack(data):
