@@ -30,6 +30,9 @@ Usage:
     python recipes/ch03_maml_omniglot.py --augment none           # no affine distortions
     python recipes/ch03_maml_omniglot.py --test-time-views 1      # no test-time views
     python recipes/ch03_maml_omniglot.py --maml-plus-plus --inner-steps 3   # MAML++ (best)
+    python recipes/ch03_maml_omniglot.py --init-encoder enc.weights.h5     # start from a trained
+        # conv4 (e.g. `benchmarks/protonet_omniglot.py --save-weights enc.weights.h5`); not yet
+        # measured on the full run
 
 Measured on the 2-core CPU (600 held-out 5-way 1-shot episodes; they now depend on nothing
 but the evaluation seed 1234; when these runs were made they also followed --seed, so the
