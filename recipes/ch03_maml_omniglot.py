@@ -106,6 +106,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--zero-head", action="store_true",
                    help="start every inner loop from a zero head (MAML(zero_head=True): the "
                    "zeroing trick, label-permutation invariant)")
+    p.add_argument("--proto-head", action="store_true",
+                   help="Proto-MAML: start every inner loop from the support set's prototype "
+                   "head (MAML(proto_head=True): W = 2 c, b = -|c|^2), so the unadapted model "
+                   "is a prototypical network; best with --init-encoder")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(
         "--lr-schedule", default="constant", choices=("constant", "cosine"),
@@ -163,6 +167,7 @@ def _maml_kwargs(args) -> dict:
         eval_steps=args.eval_steps, learn_step_lrs=args.learn_step_lrs,
         multi_step_loss=args.multi_step_loss, msl_anneal_steps=args.msl_anneal_steps,
         per_step_bn=args.per_step_bn, zero_head=args.zero_head,
+        proto_head=args.proto_head,
     )
 
 
@@ -250,7 +255,8 @@ def _run(args) -> dict:
                      "init_encoder": args.init_encoder, "dtype_policy": args.dtype_policy,
                      "lr_schedule": args.lr_schedule, "inner_steps": args.inner_steps,
                      "learn_step_lrs": args.learn_step_lrs, "multi_step_loss": args.multi_step_loss,
-                     "per_step_bn": args.per_step_bn},
+                     "per_step_bn": args.per_step_bn, "zero_head": args.zero_head,
+                     "proto_head": args.proto_head},
     })
     loaded = tf.saved_model.load(path)
     episode = val_sampler.sample(seed=7)
@@ -268,7 +274,7 @@ def _run(args) -> dict:
         "accuracy_views": None if views_result is None else views_result["accuracy"],
         "ci95_views": None if views_result is None else views_result["ci95"],
         "dtype_policy": args.dtype_policy, "augment": args.augment, "mirrors": args.mirrors,
-        "init_encoder": args.init_encoder,
+        "init_encoder": args.init_encoder, "proto_head": args.proto_head,
         "lr_schedule": args.lr_schedule,
         "inner_steps": args.inner_steps, "learn_step_lrs": args.learn_step_lrs,
         "multi_step_loss": args.multi_step_loss, "per_step_bn": args.per_step_bn,

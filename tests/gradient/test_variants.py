@@ -145,18 +145,19 @@ def test_bad_arguments_name_the_argument():
         tfmeta.MAML(net, per_step_bn=True, fast_path=False)
 
 
-@pytest.mark.parametrize("zero_head", [True, False])
-def test_zero_head_makes_predictions_independent_of_the_label_order(zero_head):
+@pytest.mark.parametrize("head", ["zero_head", "proto_head", None])
+def test_zero_and_proto_heads_make_predictions_independent_of_the_label_order(head):
     keras.utils.set_random_seed(0)
     net = tiny_convnet(ways=3)
     (sx, sy, qx), _ = classification_batch(tasks=1, ways=3, shots=2, queries=2)
-    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=2, zero_head=zero_head)
+    options = {head: True} if head else {}
+    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=2, **options)
     perm = np.array([2, 0, 1])  # class k is called perm[k]
     _, _, out, _ = maml.inner_loop(sx, sy, 2, 0, query_x=qx)
     _, _, out_perm, _ = maml.inner_loop(sx, tf.constant(perm[sy.numpy()]), 2, 0, query_x=qx)
     probs = tf.nn.softmax(out).numpy()
     relabelled = tf.nn.softmax(out_perm).numpy()[..., perm]  # back to the original labels
-    if zero_head:
+    if head:
         np.testing.assert_allclose(relabelled, probs, atol=1e-5)
     else:  # a random head favours some labels: the same support set predicts differently
         assert np.abs(relabelled - probs).max() > 1e-2
@@ -193,3 +194,75 @@ def test_zero_head_errors_name_the_argument():
         tfmeta.MAML(tiny_convnet(), zero_head=True, inner_layers=["conv2"])
     with pytest.raises(ValueError, match="zero_head"):
         tfmeta.Reptile(tiny_convnet(), zero_head=True)
+
+
+def test_proto_head_before_any_step_is_the_prototypical_network_of_the_encoder():
+    """Proto-MAML's starting head: softmax(2 c.f - |c|^2) = softmax(-|f - c|^2) over the
+    support prototypes c, computed here by hand with the body as a Keras model."""
+    keras.utils.set_random_seed(6)
+    net = tiny_convnet(ways=4)  # 4 units, 3-way episodes: the empty class is masked
+    (sx, sy, qx), _ = classification_batch(tasks=2, ways=3, shots=2, queries=3)
+    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=1, proto_head=True)
+    assert all(np.all(v.numpy() == 0) for v in net.get_layer("head").trainable_variables)
+    _, _, out, _ = maml.inner_loop(sx, sy, 0, 0, query_x=qx, ways=3)
+    probs = tf.nn.softmax(out[..., :3]).numpy()
+    body = keras.Sequential(net.layers[:-1])
+    for t in range(2):
+        support = body(sx[t], training=True).numpy()  # BN: the support set's statistics
+        queries = body(qx[t], training=True).numpy()
+        prototypes = np.stack([support[sy.numpy()[t] == k].mean(0) for k in range(3)])
+        distances = ((queries[:, None] - prototypes[None]) ** 2).sum(-1)
+        expected = tf.nn.softmax(-distances).numpy()
+        np.testing.assert_allclose(probs[t], expected, atol=1e-4)
+    assert maml.adaptation_metadata()["proto_head"] is True
+
+
+def test_proto_head_meta_gradient_matches_finite_differences():
+    """The meta-gradient flows through the prototypes into the body (second order, float64);
+    the unused head weights get none."""
+    from test_meta_gradient import finite_differences, max_rel_err, tape_gradient
+
+    keras.utils.set_random_seed(7)
+    net = keras.Sequential(
+        [
+            keras.Input((4,), dtype="float64"),
+            keras.layers.Dense(3, activation="tanh", dtype="float64", name="body"),
+            keras.layers.Dense(3, dtype="float64", name="head"),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    y = np.tile(np.repeat(np.arange(3), 2), (2, 1)).astype(np.int32)
+    means = rng.normal(size=(2, 3, 4))
+    x = lambda: tf.constant(np.stack([means[t][y[t]] for t in range(2)]) + 0.5 * rng.normal(size=(2, 6, 4)))  # noqa: E731
+    batch = (x(), tf.constant(y), x()), tf.constant(y)
+    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=2, order=2, proto_head=True)
+    exact = tape_gradient(maml, batch)
+    fd = finite_differences(maml, batch)
+    assert max_rel_err(exact, fd) < 1e-6
+    assert np.abs(exact[0]).max() > 1e-3  # the body's kernel
+    assert all(np.all(g == 0) for g in exact[2:])  # the head's kernel and bias
+
+
+def test_proto_head_few_shot_compiles_with_xla():
+    keras.utils.set_random_seed(8)
+    maml = tfmeta.MAML(tiny_convnet(ways=3), inner_lr=0.3, inner_steps=2, proto_head=True)
+    (sx, sy, qx), _ = classification_batch(tasks=1, ways=3, shots=1, queries=2)
+    eager = maml.few_shot_core(sx[0], sy[0], qx[0]).numpy()
+    xla = tf.function(maml.few_shot_core, jit_compile=True)(sx[0], sy[0], qx[0]).numpy()
+    np.testing.assert_allclose(xla, eager, atol=1e-5)
+
+
+def test_proto_head_errors_name_the_argument():
+    with pytest.raises(ValueError, match="zero_head.*proto_head"):
+        tfmeta.MAML(tiny_convnet(), zero_head=True, proto_head=True)
+    with pytest.raises(ValueError, match="proto_head.*vectorised"):
+        tfmeta.MAML(tiny_convnet(), proto_head=True, fast_path=False)
+    no_bias = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, use_bias=False, name="head")])
+    with pytest.raises(ValueError, match="proto_head.*use_bias=False"):
+        tfmeta.MAML(no_bias, proto_head=True)
+    with pytest.raises(ValueError, match="proto_head"):
+        tfmeta.Reptile(tiny_convnet(), proto_head=True)
+    regressor = tfmeta.MAML(tiny_regressor(), proto_head=True)
+    (sx, sy, qx), _ = regression_batch(dtype=np.float32)
+    with pytest.raises(ValueError, match="proto_head.*classification"):
+        regressor.inner_loop(sx, sy, 1, 0, query_x=qx)

@@ -27,7 +27,7 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     if policy == "float32":  # meta-train from saved encoder weights (--quick's 16-filter conv4)
         init = tmp_path / "encoder.weights.h5"
         tfmeta.backbones.conv4((28, 28, 1), filters=16).save_weights(init)
-        extra = [*extra, "--init-encoder", str(init)]
+        extra = [*extra, "--init-encoder", str(init), "--proto-head"]  # Proto-MAML
     out = subprocess.run(
         [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
          "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy, *extra],
@@ -51,6 +51,8 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     assert "few_shot" in meta["signatures"]
     assert meta["training"]["init_encoder"] == (None if init is None else str(init))
     assert (f"encoder initialised from {init}" in out.stdout) is (init is not None)
+    proto = "--proto-head" in extra
+    assert meta["adaptation"]["proto_head"] is proto and meta["training"]["proto_head"] is proto
     mamlpp = "--maml-plus-plus" in extra
     assert meta["training"]["per_step_bn"] is mamlpp and meta["training"]["learn_step_lrs"] is mamlpp
     if mamlpp:  # the exported (views) model carries the trained step lrs, not their initial 0.4

@@ -183,7 +183,15 @@ class VectorizedRunner:
 
     # ------------------------------------------------------------------ run
     def __call__(
-        self, params, x, *, bn_params=None, bn_stats=None, collect=None, differentiated_once=False
+        self,
+        params,
+        x,
+        *,
+        bn_params=None,
+        bn_stats=None,
+        collect=None,
+        differentiated_once=False,
+        skip_head=False,
     ):
         """Runs the chain.
 
@@ -199,10 +207,19 @@ class VectorizedRunner:
             differentiated_once: The outputs will be differentiated at most once (no gradient
                 of a gradient flows through this pass): float32/bfloat16 image BatchNorm with
                 batch statistics then runs as one fused kernel, without the conv bias before it.
+            skip_head: Stop before the last layer, a Dense head: the features it reads.
 
         Returns:
             Outputs `[T, B, ...]`.
         """
+        ops = self.ops
+        if skip_head:
+            if ops[-1][0] != "dense":
+                raise ValueError(
+                    "`skip_head=True` needs a model whose last layer is Dense; received one "
+                    f"ending in {type(ops[-1][1]).__name__}."
+                )
+            ops = ops[:-1]
         x = tf.convert_to_tensor(x)
         shape = tf.shape(x)
         t, b = shape[0], shape[1]
@@ -213,7 +230,7 @@ class VectorizedRunner:
         else:  # features: [T, B, ...]
             h, image, channels = x, False, None
         fused = differentiated_once and collect is None and x.dtype in (tf.float32, tf.bfloat16)
-        for i, op in enumerate(self.ops):
+        for i, op in enumerate(ops):
             kind, layer = op[0], op[1]
             if kind == "conv":
                 h, kernel = _compute(layer, h), _compute(layer, params[op[2]])

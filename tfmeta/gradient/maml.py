@@ -25,6 +25,13 @@ The variants are arguments of the one inner loop, not copies of it:
   softmax and in the body's gradients). Every class then starts alike, so predictions do
   not depend on which label each support class was given; the first inner step makes each
   class's head column its support embeddings' deviation from the mean, a prototype.
+* `proto_head=True`: Proto-MAML (Triantafillou et al., 2020): every inner loop starts from
+  the head a prototypical network amounts to, `W_k = 2 c_k`, `b_k = -|c_k|^2`, with `c_k`
+  the mean embedding of class `k`'s support examples (the softmax of these logits is the
+  softmax over negative squared Euclidean distances to the prototypes). Before any inner step
+  the model classifies as a prototypical network with its encoder; the inner steps then
+  fine-tune from there. The meta-gradient flows through the prototypes into the encoder;
+  the head's own weights are unused (set to zero). Needs the vectorised path.
 * `tfmeta.Reptile` (in `reptile.py`) reuses the same inner loop.
 
 **Batching.** Every task's weights carry a leading task axis `T`. For models made of
@@ -111,6 +118,9 @@ class MAML(FewShotMixin, keras.Model):
         zero_head: Start every inner loop from a zero Dense head (the last trainable layer,
             which must be a `keras.layers.Dense` adapted in the inner loop). The head's
             weights are set to zero and are not meta-learned; see "zeroing trick" above.
+        proto_head: Start every inner loop from the prototype head of the support set
+            (Proto-MAML, see above); the same requirements as `zero_head`, and the
+            vectorised path. The two are alternatives.
         ways: Optional classes per training episode; checked against the model's output
             units (episodes may use fewer classes than units: extra logits are masked at
             test time).
@@ -148,6 +158,7 @@ class MAML(FewShotMixin, keras.Model):
         msl_anneal_steps: int = 10000,
         per_step_bn: bool = False,
         zero_head: bool = False,
+        proto_head: bool = False,
         bn_test_stats: str = "batch",
         bn_momentum: float = 0.9,
         task: str = "auto",
@@ -232,8 +243,19 @@ class MAML(FewShotMixin, keras.Model):
         if self.per_step_bn:  # the layers' own BN scale/offset are replaced by per-step ones
             bn_ids = {id(v) for layer in self.runner.bn_layers for v in layer.trainable_variables}
             self._adapted = [i for i in self._adapted if id(self.runner.variables[i]) not in bn_ids]
+        if zero_head and proto_head:
+            raise ValueError("`zero_head` and `proto_head` are alternatives; received both True.")
+        if proto_head and not self.fast_path:
+            raise ValueError(
+                "`proto_head=True` needs a model of Conv2D/BatchNormalization/ReLU/pooling/"
+                "Flatten/Dense layers (the vectorised path); this model is not one."
+            )
         self.zero_head = bool(zero_head)
+        self.proto_head = bool(proto_head)
         self._zero_indices = self._zero_head_indices(model) if self.zero_head else []
+        self._proto_indices = (
+            self._zero_head_indices(model, "proto_head") if self.proto_head else []
+        )
         self._build_inner_lrs()
         self._build_per_step_bn()
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -270,20 +292,26 @@ class MAML(FewShotMixin, keras.Model):
             raise ValueError(f"`inner_layers`={list(names)} hold no trainable weights.")
         return chosen
 
-    def _zero_head_indices(self, model) -> list[int]:
-        """Indices (in `runner.variables`) of the Dense head's weights, which are zeroed."""
+    def _zero_head_indices(self, model, option: str = "zero_head") -> list[int]:
+        """Indices (in `runner.variables`) of the Dense head's weights, which are zeroed
+        (`option` names the argument that asked for it, in errors)."""
         with_weights = [l for l in flatten_layers(model) if l.trainable_variables]
         head = with_weights[-1] if with_weights else None
         if not isinstance(head, keras.layers.Dense):
             raise ValueError(
-                "`zero_head=True` needs a model whose last layer with weights is a "
+                f"`{option}=True` needs a model whose last layer with weights is a "
                 f"keras.layers.Dense head; received one ending in {type(head).__name__}."
             )
         chosen = self._adapted_indices(model, [head.name])
         if not set(chosen) <= set(self._adapted):
             raise ValueError(
-                f"`zero_head=True` needs the head {head.name!r} adapted in the inner loop; "
+                f"`{option}=True` needs the head {head.name!r} adapted in the inner loop; "
                 f"received `inner_layers`={self.inner_layers}, which leaves it out."
+            )
+        if option == "proto_head" and (len(chosen) != 2 or not head.use_bias):
+            raise ValueError(
+                f"`proto_head=True` needs a Dense head with a bias; received {head.name!r} "
+                f"with use_bias={head.use_bias}."
             )
         for v in head.trainable_variables:
             v.assign(tf.zeros(v.shape, v.dtype))
@@ -354,11 +382,22 @@ class MAML(FewShotMixin, keras.Model):
         return labels.dtype.is_integer
 
     def _forward(
-        self, params, x, step: int, *, use_running: bool = False, collect=None, once: bool = True
+        self,
+        params,
+        x,
+        step: int,
+        *,
+        use_running: bool = False,
+        collect=None,
+        once: bool = True,
+        skip_head: bool = False,
     ):
         """Runs the network with per-task `params`; `once=False` when a gradient of a gradient
-        will flow through this pass (the support passes of second-order MAML)."""
+        will flow through this pass (the support passes of second-order MAML); `skip_head`
+        returns the features the Dense head reads."""
         kwargs = {"differentiated_once": once}
+        if skip_head:
+            kwargs["skip_head"] = True
         if self.per_step_bn:
             idx = min(step, self._bn_rows - 1)
             kwargs["bn_params"] = {
@@ -437,6 +476,10 @@ class MAML(FewShotMixin, keras.Model):
         params = tile_params([v.value for v in self.runner.variables], tasks)
         for i in self._zero_indices:  # constants: the head gets no meta-gradient
             params[i] = tf.zeros(tf.shape(params[i]), params[i].dtype)
+        if self.proto_head:
+            if not classification:
+                raise ValueError("`proto_head=True` needs a classification task (integer labels).")
+            params = self._prototype_head(params, support_x, support_y, use_running)
         stats = {}
         query_losses = []
         want_query = query_x is not None and query_y is not None
@@ -470,6 +513,26 @@ class MAML(FewShotMixin, keras.Model):
             if query_y is not None:
                 query_losses.append(self._task_loss(query_out, query_y, classification, ways))
         return params, query_losses, query_out, stats
+
+    def _prototype_head(self, params, support_x, support_y, use_running: bool) -> list:
+        """`params` with the Dense head set to the support set's prototype classifier:
+        kernel `[T, D, U]` = 2 c, bias `[T, U]` = -|c|^2 (zero for classes without examples)."""
+        features = self._forward(params, support_x, 0, use_running=use_running, skip_head=True)
+        if features.shape.rank != 3:
+            raise ValueError(
+                "`proto_head=True` needs flat features before the Dense head (end the body with "
+                f"Flatten or global pooling); received features of shape {features.shape}."
+            )
+        kernel_i, bias_i = self._proto_indices
+        units = params[bias_i].shape[-1]
+        onehot = tf.one_hot(tf.cast(support_y, tf.int32), units, dtype=features.dtype)  # [T, S, U]
+        counts = tf.reduce_sum(onehot, axis=1)  # [T, U]
+        sums = tf.einsum("tsu,tsd->tud", onehot, features)
+        prototypes = sums / tf.maximum(counts, 1.0)[..., tf.newaxis]  # [T, U, D]
+        params = list(params)
+        params[kernel_i] = tf.cast(2.0 * tf.transpose(prototypes, [0, 2, 1]), params[kernel_i].dtype)
+        params[bias_i] = tf.cast(-tf.reduce_sum(tf.square(prototypes), -1), params[bias_i].dtype)
+        return params
 
     def _msl_weights(self, steps: int):
         optimizer = getattr(self, "optimizer", None)
@@ -717,6 +780,7 @@ class MAML(FewShotMixin, keras.Model):
             "multi_step_loss": self.multi_step_loss,
             "per_step_bn": self.per_step_bn,
             "zero_head": self.zero_head,
+            "proto_head": self.proto_head,
             "batch_norm": (
                 "per-step running statistics" if self.bn_test_stats == "running"
                 else "batch statistics of the support set (inner loop) and query set (transductive)"

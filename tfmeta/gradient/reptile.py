@@ -50,7 +50,8 @@ class Reptile(MAML):
         name: str = "reptile",
         **kwargs: Any,
     ):
-        for key in ("order", "meta_sgd", "learn_step_lrs", "multi_step_loss", "per_step_bn", "zero_head"):
+        for key in ("order", "meta_sgd", "learn_step_lrs", "multi_step_loss", "per_step_bn", "zero_head",
+                    "proto_head"):
             if kwargs.get(key):
                 raise ValueError(f"`{key}` is a MAML option; Reptile does not take it (received {kwargs[key]!r}).")
             kwargs.pop(key, None)
