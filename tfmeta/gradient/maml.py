@@ -31,7 +31,10 @@ The variants are arguments of the one inner loop, not copies of it:
   softmax over negative squared Euclidean distances to the prototypes). Before any inner step
   the model classifies as a prototypical network with its encoder; the inner steps then
   fine-tune from there. The meta-gradient flows through the prototypes into the encoder;
-  the head's own weights are unused (set to zero). Needs the vectorised path.
+  the head's own weights are unused (set to zero). Needs the vectorised path. With one shot
+  and no test-time views every support example *is* its class's prototype, so the support
+  loss and the inner steps are nearly zero: the adaptation matters with several shots or
+  `test_time_views`.
 * `tfmeta.Reptile` (in `reptile.py`) reuses the same inner loop.
 
 **Batching.** Every task's weights carry a leading task axis `T`. For models made of
