@@ -28,6 +28,9 @@ setup(
         "tensorboard>=2.16,<2.22",
         "autokeras>=2.0,<3.1",
         "tensorflow-datasets>=4.9,<4.10",
+        # tensorflow-datasets 4.9.10 builds its dataset builders with etils, which imports
+        # importlib_resources without declaring it: without it tfds.builder() fails.
+        "importlib_resources>=5,<8",
         "scikit-learn>=1.3,<1.10",
         "pillow>=10,<14",
         "numpy>=1.26,<2.5",

@@ -20,6 +20,14 @@ the fused batch-norm kernel on the query pass (see `tfmeta.gradient.functional`)
 2,560 images (BN included, unfused) takes 1.22 s (26 tasks/s equivalent); the convolutions
 alone 0.54 s. XLA (`--xla`) is far slower here: in a scratch copy of this step XLA:CPU's
 grouped convolutions took 93 s per meta-step.
+
+Those figures came from a CPU with AVX-512, where TensorFlow's oneDNN kernels are on by default.
+On a 2-core AVX2 CPU (AMD EPYC) they are off unless `TF_ENABLE_ONEDNN_OPTS=1` (which this script,
+like tfmeta, sets by default), and without them TensorFlow cannot differentiate grouped
+convolutions at all: `conv_mode="auto"` then runs one convolution per task. Measured there
+(float32): oneDNN on, grouped 10.3-11.0 tasks/s; oneDNN off, split 4.1-4.6 tasks/s. bfloat16 has
+no oneDNN kernels without AVX-512: about 1 task/s either way. The JSON records each path's
+`conv_mode` and `TF_ENABLE_ONEDNN_OPTS`.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -39,7 +48,7 @@ import tensorflow as tf  # noqa: E402
 import tfmeta  # noqa: E402
 
 
-def build(ways: int, args, fast_path, conv_mode="grouped"):
+def build(ways: int, args, fast_path, conv_mode="auto"):
     keras.utils.set_random_seed(0)
     net = keras.Sequential(
         [keras.Input((28, 28, 1)), tfmeta.backbones.conv4((28, 28, 1)), keras.layers.Dense(ways, name="head")]
@@ -100,7 +109,7 @@ def main(argv=None) -> dict:
     result = {}
     for path in args.paths.split(","):
         if path == "fast":
-            maml = build(args.ways, args, True, "grouped")
+            maml = build(args.ways, args, True, "auto")
         elif path == "split":
             maml = build(args.ways, args, True, "split")
         elif path == "reference":
@@ -108,6 +117,7 @@ def main(argv=None) -> dict:
         else:
             raise ValueError(f"`--paths` entries must be fast, split or reference; received {path!r}.")
         result[path] = measure(maml, batch, args.steps)
+        result[path]["conv_mode"] = getattr(maml.runner, "conv_mode", None)
         if not args.json:
             print(path, result[path], flush=True)
     out = dict(result.get("fast", next(iter(result.values()))))
@@ -122,6 +132,7 @@ def main(argv=None) -> dict:
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
             "cpus": os.cpu_count(),
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         }
     )
     if args.json:

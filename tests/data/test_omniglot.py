@@ -103,3 +103,14 @@ def test_tfds_examples_convert_like_the_zips(omniglot):
     data = from_tfds_examples(examples, ["A", "Greek"], image_size=28)
     assert data.num_classes == 2 and data.alphabets == ["Greek", "Greek"]
     np.testing.assert_array_equal(data.x[..., 0] > 0.5, ink)
+
+
+def test_tfds_omniglot_builder_is_usable_offline(tmp_path):
+    """The tensorflow-datasets path (`source="tfds"`) gets as far as the download: building the
+    builder and reading its features need no network (tfds 4.9.10 needs importlib_resources)."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("omniglot", data_dir=str(tmp_path))
+    features = builder.info.features
+    assert features["alphabet"].num_classes == 50
+    assert {"image", "alphabet", "alphabet_char_id", "label"} <= set(features.keys())

@@ -33,6 +33,12 @@ MAML keep the composite `tf.nn.moments` form. Layers compute in their Keras dtyp
 policy's compute dtype (`mixed_bfloat16`: bfloat16 convolutions, float32 BatchNorm
 arithmetic and weights), like the Keras model.
 
+Grouped convolutions: not every TensorFlow CPU build can differentiate them. With oneDNN off
+(TensorFlow's default on CPUs without AVX-512, or `TF_ENABLE_ONEDNN_OPTS=0`) the gradient kernels
+reject `feature_group_count > 1`, and oneDNN itself takes bfloat16/float16 only with AVX-512.
+`conv_mode="auto"` (the default) asks the running TensorFlow once per dtype
+(`grouped_conv_gradients_supported`) and falls back to one convolution per task where it cannot.
+
 Example:
 
 >>> runner = make_runner(model)                     # VectorizedRunner when supported
@@ -42,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Sequence
 
@@ -114,8 +121,10 @@ class VectorizedRunner:
 
     Args:
         model: A built Keras model made only of supported layers (nested models allowed).
-        conv_mode: `"grouped"` (one grouped convolution for all tasks) or `"split"` (one
-            convolution per task, concatenated).
+        conv_mode: `"grouped"` (one grouped convolution for all tasks), `"split"` (one
+            convolution per task, concatenated) or `"auto"` (grouped where this TensorFlow
+            build can differentiate grouped convolutions in the layers' compute dtype, see
+            `grouped_conv_gradients_supported`; split elsewhere, with a warning).
 
     Raises:
         NotImplementedError: If the model holds a layer or option the runner does not support.
@@ -123,10 +132,14 @@ class VectorizedRunner:
 
     supports_bn_override = True
 
-    def __init__(self, model: keras.Model, conv_mode: str = "grouped"):
-        if conv_mode not in ("grouped", "split"):
-            raise ValueError(f"`conv_mode` must be 'grouped' or 'split'; received {conv_mode!r}.")
+    def __init__(self, model: keras.Model, conv_mode: str = "auto"):
+        if conv_mode not in ("auto", "grouped", "split"):
+            raise ValueError(
+                f"`conv_mode` must be 'auto', 'grouped' or 'split'; received {conv_mode!r}."
+            )
         self.model = model
+        if conv_mode == "auto":
+            conv_mode = _auto_conv_mode(model)
         self.conv_mode = conv_mode
         self.variables = list(model.trainable_variables)
         index = {id(v): i for i, v in enumerate(self.variables)}
@@ -280,12 +293,22 @@ class VectorizedRunner:
     def _conv(self, h, kernel, t, layer):
         strides = tuple(layer.strides)
         padding = layer.padding.upper()
-        if self.conv_mode == "split" and kernel.shape[0] is not None and kernel.shape[0] > 1:
+        if self.conv_mode == "split" and kernel.shape[0] != 1:
             n = kernel.shape[0]
-            parts = tf.split(h, n, axis=-1)
-            return tf.concat(
-                [tf.nn.conv2d(p, kernel[i], strides, padding) for i, p in enumerate(parts)], -1
-            )
+            if n is not None:
+                parts = tf.split(h, n, axis=-1)
+                return tf.concat(
+                    [tf.nn.conv2d(p, kernel[i], strides, padding) for i, p in enumerate(parts)], -1
+                )
+            # Tasks known only at run time: one convolution per task in a loop.
+            hs = tf.shape(h)
+            per_task = tf.transpose(tf.reshape(h, [hs[0], hs[1], hs[2], t, -1]), [3, 0, 1, 2, 4])
+            out = tf.map_fn(
+                lambda args: tf.nn.conv2d(args[0], args[1], strides, padding),
+                (per_task, kernel), fn_output_signature=h.dtype,
+            )  # [T, B, H', W', F]
+            out_shape = tf.shape(out)
+            return tf.reshape(tf.transpose(out, [1, 2, 3, 0, 4]), [out_shape[1], out_shape[2], out_shape[3], -1])
         ks = tf.shape(kernel)  # [T, kh, kw, C, F]
         k = tf.transpose(kernel, [1, 2, 3, 0, 4])
         k = tf.reshape(k, [ks[1], ks[2], ks[3], t * ks[4]])
@@ -371,8 +394,68 @@ def _compute(layer, value):
     return value if value.dtype == dtype else tf.cast(value, dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def grouped_conv_gradients_supported(dtype: str = "float32") -> bool:
+    """Whether this TensorFlow build can differentiate grouped convolutions in `dtype`.
+
+    MAML's vectorised path runs the tasks of a meta-batch as one grouped convolution
+    (`feature_group_count` = tasks) and differentiates it to second order. TensorFlow's CPU
+    kernels without oneDNN reject the gradients of grouped convolutions, and oneDNN handles
+    bfloat16/float16 only on CPUs with AVX-512, so the answer depends on the machine and on
+    `TF_ENABLE_ONEDNN_OPTS`. It is found by running the two gradient kernels of a tiny grouped
+    convolution (their own derivatives are convolutions of the same kinds), eagerly, on the
+    default device; the answer is cached per dtype.
+
+    Args:
+        dtype: Compute dtype of the convolutions, e.g. `"float32"` or `"bfloat16"`.
+
+    Example:
+
+    >>> grouped_conv_gradients_supported("float32")
+    True
+    """
+    dtype = tf.as_dtype(dtype)
+    # The kernels a first and a second derivative of a grouped Conv2D run, called directly
+    # (tapes do not record under init_scope, which keeps this eager inside a tf.function).
+    with tf.init_scope():
+        try:
+            x = tf.ones([1, 4, 4, 4], dtype)
+            k = tf.ones([3, 3, 2, 4], dtype)  # 2 groups of 2 input channels
+            dy = tf.nn.conv2d(x, k, [1, 1, 1, 1], "SAME")
+            tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=[1, 1, 1, 1],
+                padding="SAME",
+            )
+            tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=tf.shape(k), out_backprop=dy, strides=[1, 1, 1, 1],
+                padding="SAME",
+            )
+            return True
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.NotFoundError):
+            return False
+
+
+def _auto_conv_mode(model: keras.Model) -> str:
+    dtypes = sorted({
+        layer.compute_dtype for layer in flatten_layers(model)
+        if isinstance(layer, layers.Conv2D)
+    })
+    unsupported = [d for d in dtypes if not grouped_conv_gradients_supported(d)]
+    if not unsupported:
+        return "grouped"
+    warnings.warn(
+        f"tfmeta: this TensorFlow build cannot differentiate grouped convolutions in "
+        f"{', '.join(unsupported)} (they need oneDNN: TF_ENABLE_ONEDNN_OPTS=1 set before "
+        "TensorFlow is imported, and for bfloat16/float16 a CPU with AVX-512), so MAML runs one "
+        "convolution per task (conv_mode='split'), which is slower.",
+        stacklevel=4,
+    )
+    return "split"
+
+
 def make_runner(
-    model: keras.Model, fast_path: bool | str = "auto", conv_mode: str = "grouped"
+    model: keras.Model, fast_path: bool | str = "auto", conv_mode: str = "auto"
 ) -> KerasRunner | VectorizedRunner:
     """Returns a `VectorizedRunner` when `model` is supported (checked numerically), else a
     `KerasRunner`.

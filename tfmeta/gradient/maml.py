@@ -128,7 +128,8 @@ class MAML(FewShotMixin, keras.Model):
             units (episodes may use fewer classes than units: extra logits are masked at
             test time).
         fast_path: `"auto"`, `True` (vectorised or raise) or `False` (per-task loop).
-        conv_mode: `"grouped"` or `"split"` convolution in the vectorised path.
+        conv_mode: `"auto"` (default), `"grouped"` or `"split"` convolution in the
+            vectorised path; see `tfmeta.gradient.functional.VectorizedRunner`.
         test_time_views: Views of every image at test time (1 = the image alone); see
             "Test-time augmentation" above. Costs `V` times the adaptation and query passes.
         test_time_seed: Seed of the test-time distortions.
@@ -167,7 +168,7 @@ class MAML(FewShotMixin, keras.Model):
         task: str = "auto",
         ways: int | None = None,
         fast_path: bool | str = "auto",
-        conv_mode: str = "grouped",
+        conv_mode: str = "auto",
         test_time_views: int = 1,
         test_time_seed: int = 0,
         name: str = "maml",
