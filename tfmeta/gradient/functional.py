@@ -308,7 +308,9 @@ class VectorizedRunner:
                 (per_task, kernel), fn_output_signature=h.dtype,
             )  # [T, B, H', W', F]
             out_shape = tf.shape(out)
-            return tf.reshape(tf.transpose(out, [1, 2, 3, 0, 4]), [out_shape[1], out_shape[2], out_shape[3], -1])
+            return tf.reshape(
+                tf.transpose(out, [1, 2, 3, 0, 4]), [out_shape[1], out_shape[2], out_shape[3], -1]
+            )
         ks = tf.shape(kernel)  # [T, kh, kw, C, F]
         k = tf.transpose(kernel, [1, 2, 3, 0, 4])
         k = tf.reshape(k, [ks[1], ks[2], ks[3], t * ks[4]])
@@ -411,8 +413,10 @@ def grouped_conv_gradients_supported(dtype: str = "float32") -> bool:
 
     Example:
 
-    >>> grouped_conv_gradients_supported("float32")
+    >>> grouped_conv_gradients_supported("float32")  # with oneDNN on, or on a GPU
     True
+    >>> grouped_conv_gradients_supported("bfloat16")  # a CPU without AVX-512
+    False
     """
     dtype = tf.as_dtype(dtype)
     # The kernels a first and a second derivative of a grouped Conv2D run, called directly
