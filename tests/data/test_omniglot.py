@@ -78,6 +78,40 @@ def test_mirrors_are_new_classes_and_complete_the_symmetries(omniglot):
     assert len({v.tobytes() for v in views}) == 8
 
 
+def test_composites_overlay_two_characters_drawer_by_drawer(omniglot):
+    _, test = omniglot.split_by_alphabet()
+    c = test.num_classes
+    both = test.with_composites(10, seed=3)
+    assert both.num_classes == c + 10 and len(both.alphabets) == c + 10
+    assert np.bincount(both.y).tolist() == [20] * (c + 10)
+    np.testing.assert_array_equal(both.x[: len(test)], test.x)  # the originals come first
+    pairs = set()
+    for k in range(10):
+        name = both.class_names[c + k]
+        first, second = name.split("+")
+        a = test.class_names.index(first)
+        b = test.class_names.index(f"{first.split('/')[0]}/{second}")
+        assert test.alphabets[a] == test.alphabets[b] == both.alphabets[c + k]
+        pairs.add((a, b))
+        new = np.flatnonzero(both.y == c + k)
+        for i in new[[0, 7, 19]]:
+            d = both.drawers[i]
+            ia = np.flatnonzero((test.y == a) & (test.drawers == d))[0]
+            ib = np.flatnonzero((test.y == b) & (test.drawers == d))[0]
+            np.testing.assert_array_equal(both.x[i], np.maximum(test.x[ia], test.x[ib]))
+    assert len(pairs) == 10  # distinct pairs
+    # Seeded; composites rotate with the rest when added before the rotations.
+    again = test.with_composites(10, seed=3)
+    assert again.class_names == both.class_names
+    assert both.with_rotations().num_classes == 4 * (c + 10)
+
+
+def test_composites_count_error_names_the_limit(omniglot):
+    _, test = omniglot.split_by_alphabet()  # Balinese (24) + Korean (40) characters
+    limit = 24 * 23 // 2 + 40 * 39 // 2
+    with pytest.raises(ValueError, match=rf"`count` must be in \[0, {limit}\].*received {limit + 1}"):
+        test.with_composites(limit + 1)
+
 def test_extracted_folder_gives_the_same_data(tmp_path, data_dir):
     with zipfile.ZipFile(data_dir / "omniglot" / "images_background_small1.zip") as zf:
         zf.extractall(tmp_path / "omniglot")
