@@ -63,6 +63,26 @@ def test_evaluation_and_export_use_the_same_views(pair, tmp_path):
     np.testing.assert_allclose(xla, plain, atol=1e-5)
 
 
+def test_evaluation_batches_fewer_tasks_when_views_make_them_large(pair, monkeypatch):
+    """25 tasks of 20-way 16-view episodes overflowed TensorFlow; the batch now shrinks."""
+    views, plain = pair
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 8, 8, 1)).astype("float32")
+    y = np.repeat(np.arange(6), 10)
+    sampler = tfmeta.data.EpisodeSampler(x, y, ways=3, shots=1, queries=4, seed=3)
+    # A task holds 3 x 5 images of 64 values: 960 plain, 3,840 with 4 views.
+    monkeypatch.setattr(tfmeta.gradient.maml, "EVAL_PIXEL_BUDGET", 10_000)
+    assert plain.eval_meta_batch(sampler) == 10
+    assert views.eval_meta_batch(sampler) == 2
+    assert views.eval_meta_batch(object()) == 25  # no image shape known (e.g. sinusoids)
+    # The batch size does not change the scores: the same episodes, 2 or 25 at a time.
+    auto = views.evaluate_tasks(sampler, episodes=30, seed=3)
+    fixed = views.evaluate_tasks(sampler, episodes=30, seed=3, meta_batch=25)
+    assert auto["episodes"] == fixed["episodes"] == 30
+    np.testing.assert_allclose(auto["accuracy"], fixed["accuracy"], atol=1e-6)
+    np.testing.assert_allclose(auto["ci95"], fixed["ci95"], atol=1e-6)
+
+
 def test_bad_test_time_views_are_named():
     with pytest.raises(ValueError, match="`test_time_views` must be"):
         tfmeta.MAML(tiny_convnet(ways=3), test_time_views=0)

@@ -86,6 +86,10 @@ from tfmeta.gradient.functional import KerasRunner, flatten_layers, make_runner,
 
 _NEG = -1e9
 
+#: Input values (images x height x width x channels) one evaluation batch may hold: about
+#: 5,300 images of 28 x 28, so the first conv4 layer's activations stay near 1 GB.
+EVAL_PIXEL_BUDGET = 2**22
+
 
 def _check_lr(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -826,7 +830,9 @@ class MAML(FewShotMixin, keras.Model):
             self.__dict__["_eval_batch_fn"] = fn
         return fn
 
-    def evaluate_tasks(self, tasks, episodes: int = 600, seed: int = 1234, meta_batch: int = 25) -> dict:
+    def evaluate_tasks(
+        self, tasks, episodes: int = 600, seed: int = 1234, meta_batch: int | None = None
+    ) -> dict:
         """Adapts to `episodes` test tasks and reports the mean score with a 95% CI.
 
         Args:
@@ -835,12 +841,16 @@ class MAML(FewShotMixin, keras.Model):
                 `dataset(meta_batch, episodes, seed)` method.
             episodes: Number of test tasks (600 as in the papers).
             seed: Seed of the test tasks.
-            meta_batch: Tasks adapted together (does not change the result).
+            meta_batch: Tasks adapted together (does not change the result). `None`: up to
+                25, fewer when one task holds many images (test-time views included), so
+                that a batch holds at most `EVAL_PIXEL_BUDGET` input values.
 
         Returns:
             `{"accuracy" or "mse", "ci95", "episodes"}`.
         """
         episodes = check_positive_int(episodes, "episodes")
+        if meta_batch is None:
+            meta_batch = self.eval_meta_batch(tasks)
         meta_batch = min(check_positive_int(meta_batch, "meta_batch"), episodes)
         batches = -(-episodes // meta_batch)
         fn = self._eval_fn()
@@ -852,6 +862,24 @@ class MAML(FewShotMixin, keras.Model):
         mean, ci = mean_confidence_interval(values)
         key = "accuracy" if classification else "mse"
         return {key: mean, "ci95": ci, "episodes": len(values)}
+
+    def eval_meta_batch(self, tasks, limit: int = 25) -> int:
+        """Tasks per evaluation batch for `tasks`: at most `limit` and `EVAL_PIXEL_BUDGET`.
+
+        An image task's input values are `ways * (shots + queries) * test_time_views` images
+        of `H * W * C`; tasks without `ways`/`x` (the sinusoids) are small and get `limit`.
+        A 5-way 1-shot task with 15 queries and 16 views (1,280 images of 28 x 28) gives 4;
+        20-way with 15 queries and 16 views gives 1, where 25 tasks at once would ask for
+        128,000 images (26 GB of activations in the first conv4 layer: TensorFlow crashed).
+        Without views they give 25 and 16.
+        """
+        ways, x = getattr(tasks, "ways", None), getattr(tasks, "x", None)
+        if ways is None or x is None or np.ndim(x) < 2:
+            return limit
+        images = int(ways) * (int(tasks.shots) + int(tasks.queries))
+        images *= self.test_time_views if self.task != "regression" else 1
+        per_task = images * int(np.prod(np.shape(x)[1:]))
+        return int(max(1, min(limit, EVAL_PIXEL_BUDGET // per_task)))
 
     def evaluate_episodes(
         self, x, y, ways: int, shots: int, queries: int = 15, episodes: int = 600, seed: int = 1234
