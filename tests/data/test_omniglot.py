@@ -112,6 +112,7 @@ def test_composites_count_error_names_the_limit(omniglot):
     with pytest.raises(ValueError, match=rf"`count` must be in \[0, {limit}\].*received {limit + 1}"):
         test.with_composites(limit + 1)
 
+
 def test_extracted_folder_gives_the_same_data(tmp_path, data_dir):
     with zipfile.ZipFile(data_dir / "omniglot" / "images_background_small1.zip") as zf:
         zf.extractall(tmp_path / "omniglot")

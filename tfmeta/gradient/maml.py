@@ -876,8 +876,7 @@ class MAML(FewShotMixin, keras.Model):
         ways, x = getattr(tasks, "ways", None), getattr(tasks, "x", None)
         if ways is None or x is None or np.ndim(x) < 2:
             return limit
-        images = int(ways) * (int(tasks.shots) + int(tasks.queries))
-        images *= self.test_time_views if self.task != "regression" else 1
+        images = int(ways) * (int(tasks.shots) + int(tasks.queries)) * self.test_time_views
         per_task = images * int(np.prod(np.shape(x)[1:]))
         return int(max(1, min(limit, EVAL_PIXEL_BUDGET // per_task)))
 
