@@ -1,5 +1,6 @@
 """Smoke run of recipes/ch03_maml_omniglot.py --quick (as CI runs it)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,11 +29,10 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
         init = tmp_path / "encoder.weights.h5"
         tfmeta.backbones.conv4((28, 28, 1), filters=16).save_weights(init)
         extra = [*extra, "--init-encoder", str(init), "--proto-head"]  # Proto-MAML
-    out = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
-         "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy, *extra],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
-    )
+    command = [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
+               "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy]
+    out = subprocess.run([*command, *extra], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["episodes"] == 20 and result["iterations"] == 6
@@ -60,3 +60,49 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
                     if "step_lr" in v.name]
         assert step_lrs and all(lr.shape == (3,) for lr in step_lrs)
         assert max(float(np.max(np.abs(lr - 0.4))) for lr in step_lrs) > 1e-3
+
+
+    # The weights saved right after meta-training, before the scoring, reproduce the run's
+    # scores and export without meta-training again.
+    weights = tmp_path / "runs" / "ch03_maml_omniglot_quick" / "meta_trained.weights.h5"
+    assert weights.is_file() and result["weights"] == os.path.relpath(weights, tmp_path)
+    if policy != "float32":
+        return
+    network_flags = [f for f in extra if f not in ("--init-encoder", str(init))]
+    again = subprocess.run([*command, *network_flags, "--trained-weights", str(weights)],
+                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "meta-training skipped" in again.stdout
+    rescored = json.loads(again.stdout.strip().splitlines()[-1])
+    assert rescored["iterations"] is None and rescored["final_train_accuracy"] is None
+    assert rescored["export"] == str(export / "2")
+    assert rescored["accuracy"] == pytest.approx(result["accuracy"], abs=1e-9)
+    assert rescored["accuracy_views"] == pytest.approx(result["accuracy_views"], abs=1e-9)
+    assert json.loads((export / "2" / "tfmeta.json").read_text())["training"]["trained_weights"] \
+        == str(weights)
+    rng = np.random.default_rng(0)
+    episode = dict(support_x=tf.constant(rng.random((5, 28, 28, 1), dtype=np.float32)),
+                   support_y=tf.range(5, dtype=tf.int32),
+                   query_x=tf.constant(rng.random((10, 28, 28, 1), dtype=np.float32)))
+    first, second = (tf.saved_model.load(str(export / v)).signatures["few_shot"](**episode)
+                     ["probabilities"].numpy() for v in ("1", "2"))
+    np.testing.assert_allclose(second, first, atol=1e-6)
+
+
+def _recipe_args(argv):
+    spec = importlib.util.spec_from_file_location("ch03_recipe", REPO / "recipes" / "ch03_maml_omniglot.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe.parse_args(argv)
+
+
+def test_trained_weights_flag_errors_name_the_argument(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _recipe_args(["--trained-weights", str(tmp_path / "missing.weights.h5")])
+    assert "--trained-weights: no such file" in capsys.readouterr().err
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        _recipe_args(["--trained-weights", str(weights), "--init-encoder", "enc.weights.h5"])
+    assert "give one of them" in capsys.readouterr().err
+    assert _recipe_args(["--trained-weights", str(weights)]).trained_weights == str(weights)
