@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("encoder", help="conv4 encoder weights (.weights.h5)")
     p.add_argument("--heads", default="proto,zero", help="comma-separated: proto, zero")
-    p.add_argument("--steps", type=_ints, default=[1, 3], help="inner steps, comma-separated")
+    p.add_argument("--steps", type=_ints, default=[1, 3], help="inner steps, comma-separated (0: the starting head unadapted)")
     p.add_argument("--inner-lr", type=float, default=0.01)
     p.add_argument("--views", type=_ints, default=[1, 16], help="test-time views, comma-separated")
     p.add_argument("--filters", type=int, default=64)
@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
         for views in args.views:
             for steps in args.steps:
                 maml = tfmeta.MAML(
-                    net, inner_lr=args.inner_lr, inner_steps=steps, order=1,
+                    net, inner_lr=args.inner_lr, inner_steps=max(steps, 1), eval_steps=steps, order=1,
                     proto_head=head == "proto", zero_head=head == "zero", test_time_views=views,
                 )
                 t0 = time.time()

@@ -220,8 +220,9 @@ def train_member(args, train, test, seed, results, prefix=""):
         )
         results[f"{prefix}pretrain_seconds"] = round(time.time() - start, 1)
         evaluate_all(model, test, args.episodes, results, prefix=f"{prefix}pretrained_")
+    groups = dict(enumerate(train.alphabets)) if args.within_alphabet else None
     ds = EpisodeSampler(
-        train.x, train.y, args.ways, args.shots, args.queries, seed=seed
+        train.x, train.y, args.ways, args.shots, args.queries, seed=seed, class_groups=groups
     ).dataset(augment=augment)
     start = time.time()
     if args.steps:
@@ -269,6 +270,9 @@ def main(argv=None) -> dict:
                         help="conv4 without its last max-pool (a 3x3 spatial embedding)")
     parser.add_argument("--mirrors", action="store_true",
                         help="also add each training class's mirror image as a class (x8 with rotations)")
+    parser.add_argument("--within-alphabet", action="store_true",
+                        help="draw every training episode's classes from one alphabet (with its "
+                        "rotations and mirrors), as the held-out episodes mostly are")
     parser.add_argument("--composites", type=int, default=0,
                         help="add N classes, each two same-alphabet characters overlaid "
                         "(OmniglotData.with_composites), before the rotations")

@@ -217,6 +217,31 @@ def test_proto_head_before_any_step_is_the_prototypical_network_of_the_encoder()
     assert maml.adaptation_metadata()["proto_head"] is True
 
 
+def test_zero_eval_steps_score_the_starting_point():
+    """`eval_steps=0`: Proto-MAML scores as its encoder's prototypical network (the inner
+    loop run for 0 steps, checked above), and `adapt(steps=0)` returns the meta-learned weights."""
+    keras.utils.set_random_seed(8)
+    net = tiny_convnet(ways=3)
+    (sx, sy, qx), _ = classification_batch(tasks=1, ways=3, shots=2, queries=3)
+    maml = tfmeta.MAML(net, inner_lr=0.3, inner_steps=1, eval_steps=0, proto_head=True)
+    _, _, out, _ = maml.inner_loop(sx, sy, 0, 0, query_x=qx)
+    served = maml.predict_few_shot(sx[0].numpy(), sy[0].numpy(), qx[0].numpy())
+    np.testing.assert_allclose(served, tf.nn.softmax(out[0]).numpy(), atol=1e-5)
+    assert maml.adaptation_metadata()["inner_steps"] == 0
+
+    plain = tfmeta.MAML(tiny_convnet(ways=3), inner_lr=0.3, inner_steps=1)
+    adapted = plain.adapt(sx[0].numpy(), sy[0].numpy(), steps=0)
+    for got, want in zip(adapted.trainable_variables, plain.network.trainable_variables):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    one_step = plain.adapt(sx[0].numpy(), sy[0].numpy(), steps=1)
+    assert not np.allclose(one_step.get_layer("head").kernel.numpy(),
+                           plain.network.get_layer("head").kernel.numpy())
+    with pytest.raises(ValueError, match=r"`steps` must be an integer >= 0; received -1"):
+        plain.adapt(sx[0].numpy(), sy[0].numpy(), steps=-1)
+    with pytest.raises(ValueError, match=r"`eval_steps` must be an integer >= 0"):
+        tfmeta.MAML(tiny_convnet(ways=3), inner_steps=1, eval_steps=-2)
+
+
 def test_proto_head_meta_gradient_matches_finite_differences():
     """The meta-gradient flows through the prototypes into the body (second order, float64);
     the unused head weights get none."""

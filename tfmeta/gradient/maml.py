@@ -109,7 +109,9 @@ class MAML(FewShotMixin, keras.Model):
         inner_steps: Inner gradient steps during meta-training.
         order: 2 for second-order MAML, 1 for first-order MAML.
         eval_steps: Inner steps at test time, in `adapt`, evaluation and the exported
-            `few_shot` signature; defaults to `inner_steps`.
+            `few_shot` signature; defaults to `inner_steps`. 0 scores the meta-learned
+            starting point itself (with `proto_head=True`: the encoder's prototypical
+            network, the baseline the inner steps must beat).
         inner_layers: Names of the layers adapted in the inner loop (ANIL: the head);
             `None` adapts every trainable weight.
         meta_sgd: Learn one inner learning rate per parameter (Meta-SGD).
@@ -192,7 +194,8 @@ class MAML(FewShotMixin, keras.Model):
             raise ValueError(f"`order` must be 1 or 2; received {order!r}.")
         self.order = int(order)
         self.eval_steps = (
-            self.inner_steps if eval_steps is None else check_positive_int(eval_steps, "eval_steps")
+            self.inner_steps if eval_steps is None
+            else check_positive_int(eval_steps, "eval_steps", minimum=0)
         )
         if meta_sgd and learn_step_lrs:
             raise ValueError(
@@ -641,7 +644,7 @@ class MAML(FewShotMixin, keras.Model):
         Args:
             support_x: `[S, ...]` support inputs.
             support_y: `[S]` integer labels 0..N-1 (classification) or `[S, ...]` targets.
-            steps: Inner steps; defaults to `eval_steps`.
+            steps: Inner steps (0 returns the starting point); defaults to `eval_steps`.
 
         Returns:
             A new `keras.Model` (a clone of the wrapped model) holding the adapted weights;
@@ -653,7 +656,7 @@ class MAML(FewShotMixin, keras.Model):
         >>> adapted = maml.adapt(task.support_x, task.support_y, steps=10)
         >>> adapted.predict(x_grid)
         """
-        steps = self.eval_steps if steps is None else check_positive_int(steps, "steps")
+        steps = self.eval_steps if steps is None else check_positive_int(steps, "steps", minimum=0)
         classification = self.task == "classification" or (
             self.task == "auto" and np.issubdtype(np.asarray(support_y).dtype, np.integer)
         )
