@@ -54,7 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ways", type=int, default=5)
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--episodes", type=int, default=600)
-    p.add_argument("--dtype-policy", default="mixed_bfloat16")
+    p.add_argument("--dtype-policy", default="float32",
+                   help="Keras dtype policy; mixed_bfloat16 is fast only on CPUs with AVX512-BF16 "
+                   "(see the README's CPU speed section)")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     args.heads = args.heads.split(",")
