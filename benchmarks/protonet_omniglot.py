@@ -190,6 +190,12 @@ def evaluate_all(model, test, episodes, results, prefix="", shot_settings=(1, 5)
                   f"+- {100 * r['ci95']:.2f}%", flush=True)
 
 
+def affine_distortions(image_size: int, strength: float = 1.0) -> RandomAffine:
+    """The recipes' `RandomAffine` distortions for `image_size` images, every range times `strength`."""
+    return RandomAffine.for_image_size(image_size, shift=2.0 * strength, rotation=10.0 * strength,
+                                       scale=0.1 * strength, shear=10.0 * strength)
+
+
 def train_member(args, train, test, seed, results, prefix=""):
     """Trains one prototypical network with `seed` and records its scores under `prefix`."""
     keras.utils.set_random_seed(seed)
@@ -207,7 +213,7 @@ def train_member(args, train, test, seed, results, prefix=""):
     model.compile(optimizer=keras.optimizers.Adam(
         lr, use_ema=args.ema > 0, ema_momentum=args.ema if args.ema > 0 else 0.99
     ))
-    augment = None if args.augment == "none" else RandomAffine.for_image_size(args.image_size)
+    augment = None if args.augment == "none" else affine_distortions(args.image_size, args.affine_strength)
     if args.augment == "elastic":
         augment = Compose(
             RandomElastic.for_image_size(args.image_size, alpha=args.elastic_alpha), augment
@@ -285,6 +291,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--augment", default="affine", choices=("affine", "elastic", "none"),
                         help="training distortions: affine; elastic = a RandomElastic warp, "
                         "then the affine distortion; none")
+    parser.add_argument("--affine-strength", type=float, default=1.0,
+                        help="scale the affine distortions (training and test-time views): "
+                        "rotation 10k degrees, shift 2k pixels at 28 x 28, zoom 0.1k, shear 10k")
     parser.add_argument("--elastic-alpha", type=float, default=20.0,
                         help="RandomElastic alpha at 28 x 28 (sigma 3), scaled with --image-size")
     parser.add_argument("--pretrain-steps", type=int, default=0,
@@ -311,6 +320,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.members < 1:
         parser.error(f"--members must be >= 1; received {args.members}")
+    if not 0.0 < args.affine_strength < 10.0:
+        parser.error(f"--affine-strength must be in (0, 10) (zoom 0.1k < 1); received {args.affine_strength}")
     if not 0.0 <= args.ema < 1.0:
         parser.error(f"--ema must be in [0, 1) (0 = off); received {args.ema}")
     if args.blocks is None:
@@ -351,7 +362,7 @@ def main(argv=None) -> dict:
         # training augmentation (the image itself + views-1); same test episodes.
         model = tfmeta.PrototypicalNetwork(
             tfmeta.backbones.with_test_time_augmentation(
-                encoder, views=args.tta_views, augment=RandomAffine.for_image_size(args.image_size)
+                encoder, views=args.tta_views, augment=affine_distortions(args.image_size, args.affine_strength)
             ),
             distance=args.distance,
         )
