@@ -47,7 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("encoder", help="conv4 encoder weights (.weights.h5)")
     p.add_argument("--heads", default="proto,zero", help="comma-separated: proto, zero")
-    p.add_argument("--steps", type=_ints, default=[1, 3], help="inner steps, comma-separated (0: the starting head unadapted)")
+    p.add_argument("--steps", type=_ints, default=[1, 3],
+                   help="inner steps, comma-separated (0: the starting head unadapted)")
     p.add_argument("--inner-lr", type=float, default=0.01)
     p.add_argument("--views", type=_ints, default=[1, 16], help="test-time views, comma-separated")
     p.add_argument("--filters", type=int, default=64)

@@ -192,8 +192,9 @@ def evaluate_all(model, test, episodes, results, prefix="", shot_settings=(1, 5)
 
 def affine_distortions(image_size: int, strength: float = 1.0) -> RandomAffine:
     """The recipes' `RandomAffine` distortions for `image_size` images, every range times `strength`."""
-    return RandomAffine.for_image_size(image_size, shift=2.0 * strength, rotation=10.0 * strength,
-                                       scale=0.1 * strength, shear=10.0 * strength)
+    base = RandomAffine.for_image_size(image_size)
+    return RandomAffine(rotation=base.rotation * strength, shift=base.shift * strength,
+                        scale=base.scale * strength, shear=base.shear * strength)
 
 
 def train_member(args, train, test, seed, results, prefix=""):

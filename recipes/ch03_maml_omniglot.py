@@ -230,14 +230,13 @@ def _run(args) -> dict:
         print(f"encoder initialised from {args.init_encoder}")
     maml = tfmeta.MAML(net, **_maml_kwargs(args))
     maml.compile(optimizer=keras.optimizers.Adam(args.lr))
-    sampler = EpisodeSampler(train.x, train.y, args.ways, args.shots, args.train_queries, seed=args.seed)
     val_sampler = EpisodeSampler(test.x, test.y, args.ways, args.shots, 15, seed=args.seed + 1)
     if args.trained_weights:
         maml.load_weights(args.trained_weights)
         print(f"meta-trained weights loaded from {args.trained_weights}; meta-training skipped")
         history, train_s, iterations, weights_path = None, 0.0, None, args.trained_weights
     else:
-        history, train_s, iterations = _meta_train(maml, sampler, val_sampler, args)
+        history, train_s, iterations = _meta_train(maml, train, val_sampler, args)
         # Saved before the scoring, which can take longer than a short training run.
         os.makedirs(args.log_dir, exist_ok=True)
         weights_path = os.path.join(args.log_dir, "meta_trained.weights.h5")
@@ -306,8 +305,9 @@ def _run(args) -> dict:
     return out
 
 
-def _meta_train(maml, sampler, val_sampler, args):
-    """Meta-trains `maml`; returns (history, training seconds, meta-iterations)."""
+def _meta_train(maml, train, val_sampler, args):
+    """Meta-trains `maml` on `train`; returns (history, training seconds, meta-iterations)."""
+    sampler = EpisodeSampler(train.x, train.y, args.ways, args.shots, args.train_queries, seed=args.seed)
     steps_per_epoch = 10 if args.quick else 500
     epochs = max(1, -(-args.iterations // steps_per_epoch))
     budget = tfmeta.callbacks.TimeBudget(

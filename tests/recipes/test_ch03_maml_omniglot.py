@@ -61,7 +61,6 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
         assert step_lrs and all(lr.shape == (3,) for lr in step_lrs)
         assert max(float(np.max(np.abs(lr - 0.4))) for lr in step_lrs) > 1e-3
 
-
     # The weights saved right after meta-training, before the scoring, reproduce the run's
     # scores and export without meta-training again.
     weights = tmp_path / "runs" / "ch03_maml_omniglot_quick" / "meta_trained.weights.h5"
