@@ -1,9 +1,12 @@
 """Real NAS on scikit-learn digits: controller search, deeper retraining, SavedModel export.
 
 Prints JSON: best architecture, the search's wall time, the retrained model's test accuracy.
+`--weight-sharing` runs ENAS instead: every child trains `--child-steps` batches of one shared
+supernet (`tfmeta.nas.enas.WeightSharingSearch`) instead of `--epochs` from scratch.
 
 Usage:
     python benchmarks/nas_digits.py [--strategy controller] [--trials 10] [--epochs 3] [--final-epochs 30]
+    python benchmarks/nas_digits.py --weight-sharing --trials 150 --child-steps 20 [--strategy random]
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ def main(argv=None) -> dict:
     p.add_argument("--final-epochs", type=int, default=30)
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weight-sharing", action="store_true", help="ENAS: children share one supernet's weights")
+    p.add_argument("--child-steps", type=int, default=20, help="shared-weight batches per child")
     p.add_argument("--export-dir", default=str(REPO / "saved_models" / "nas_digits"))
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     result = search_digits(args.strategy, max_trials=args.trials, epochs=args.epochs, final_epochs=args.final_epochs,
-                           num_nodes=args.nodes, directory=str(REPO / "runs"), project_name=f"nas_digits_{args.strategy}",
-                           overwrite=True, seed=args.seed, export_dir=args.export_dir)
+                           num_nodes=args.nodes, directory=str(REPO / "runs"), project_name=f"nas_digits_{args.strategy}{'_enas' if args.weight_sharing else ''}",
+                           overwrite=True, seed=args.seed, export_dir=args.export_dir,
+                           weight_sharing=args.weight_sharing, child_steps=args.child_steps)
     result["total_wall_time_s"] = time.perf_counter() - t0
     result["settings"] = vars(args)
     print(json.dumps(result, indent=1))

@@ -15,6 +15,9 @@ Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light)
   `RandomArchitectureOracle`): resumable, distributable with KerasTuner's chief/workers.
 - `search`: `ArchitectureSearch`, the facade (train children with `build_model` or score
   them with any `evaluate` function).
+- `enas`: ENAS weight sharing: `SharedCell`, `SharedCellNetwork` (one supernet, the child
+  chosen by a variable, no retracing) and `WeightSharingSearch` (trials train the shared
+  weights; resumable like every search).
 - `benchmarks`: NAS-Bench-Macro tabular objective and `run_tabular_search` (`tfmeta search`).
 - `digits`: a real search on scikit-learn digits, retraining and SavedModel export.
 
@@ -59,10 +62,13 @@ _LAZY = {
     "EvolutionOracle": "oracles",
     "RandomArchitectureOracle": "oracles",
     "ArchitectureSearch": "search",
+    "SharedCell": "enas",
+    "SharedCellNetwork": "enas",
+    "WeightSharingSearch": "enas",
     "NASBenchMacro": "benchmarks",
     "run_tabular_search": "benchmarks",
 }
-_SUBMODULES = {"space", "cells", "controller", "strategies", "oracles", "search", "benchmarks", "digits"}
+_SUBMODULES = {"space", "cells", "controller", "strategies", "oracles", "search", "enas", "benchmarks", "digits"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

@@ -8,11 +8,12 @@
   inverted residual blocks), NAS-Bench-Macro-like layout.
 - `build_dense_model(space, arch, ...)`: dense blocks for tabular data.
 
-Weight sharing (ENAS, a later issue) is designed in: a `Cell` names every operation it owns by
-its position key `"node{i}/in{slot}/{op}"` (`op_key`), and `Cell(nodes=None)` instantiates
-*every* candidate key, so a supernet is a `Cell` built without an architecture and called
-with one (`cell([h0, h1], nodes=...)`): each child reuses exactly the weights of the keys it
-selects, which is ENAS's sharing scheme (one set of weights per node, input slot and op).
+Weight sharing (ENAS) builds on this: a `Cell` names every operation it owns by its position
+key `"node{i}/in{slot}/{op}"` (`op_key`), and `Cell(nodes=None)` instantiates *every*
+candidate key, so each child reuses exactly the weights of the keys it selects (one set of
+weights per node, input slot and op). `tfmeta.nas.enas.SharedCell` is that supernet cell with
+the child given as a tensor (no retracing between children) and `SharedCellNetwork` /
+`WeightSharingSearch` search with it.
 
 Example:
 
@@ -52,6 +53,13 @@ class FactorizedReduce(layers.Layer):
         self.conv_a = layers.Conv2D(half, 1, strides=2, padding="same", use_bias=False)
         self.conv_b = layers.Conv2D(filters - half, 1, strides=2, padding="same", use_bias=False)
         self.bn = layers.BatchNormalization(momentum=BN_MOMENTUM)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self.conv_a.build(input_shape)
+        self.conv_b.build(input_shape)
+        self.bn.build((*input_shape[:-1], self.filters))
+        self.built = True
 
     def call(self, x, training=None):
         x = keras.ops.relu(x)
@@ -208,6 +216,21 @@ class Cell(layers.Layer):
         return tuple(shape)
 
 
+def check_cell_network_args(space, input_shape, num_classes, num_cells, filters, num_reductions) -> tuple:
+    """Validates the arguments of a stacked-cell network; returns `input_shape` as a tuple."""
+    if not isinstance(space, MicroCellSpace):
+        raise ValueError(f"`space` must be a MicroCellSpace; received {type(space).__name__}.")
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be (H, W, C); received {input_shape}.")
+    for arg, value in (("num_classes", num_classes), ("num_cells", num_cells), ("filters", filters)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
+    if not isinstance(num_reductions, int) or num_reductions < 0:
+        raise ValueError(f"`num_reductions` must be a non-negative int; received {num_reductions!r}.")
+    return input_shape
+
+
 def build_cell_model(
     space: MicroCellSpace,
     arch: Architecture,
@@ -247,16 +270,7 @@ def build_cell_model(
     >>> build_cell_model(space, arch, (32, 32, 3), 10, num_cells=2).output_shape
     (None, 10)
     """
-    if not isinstance(space, MicroCellSpace):
-        raise ValueError(f"`space` must be a MicroCellSpace; received {type(space).__name__}.")
-    input_shape = tuple(int(d) for d in input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be (H, W, C); received {input_shape}.")
-    for arg, value in (("num_classes", num_classes), ("num_cells", num_cells), ("filters", filters)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
-    if not isinstance(num_reductions, int) or num_reductions < 0:
-        raise ValueError(f"`num_reductions` must be a non-negative int; received {num_reductions!r}.")
+    input_shape = check_cell_network_args(space, input_shape, num_classes, num_cells, filters, num_reductions)
     normal = space.cell(arch, "normal")
     reduce = space.cell(arch, "reduce")
     inputs = keras.Input(input_shape)

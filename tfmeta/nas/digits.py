@@ -75,6 +75,8 @@ def search_digits(
     batch_size: int = 64,
     verbose: int = 0,
     return_model: bool = False,
+    weight_sharing: bool = False,
+    child_steps: int = 20,
 ) -> dict[str, Any]:
     """Searches cells on digits, retrains the best one deeper, evaluates and exports it.
 
@@ -98,10 +100,16 @@ def search_digits(
         batch_size: Batch size.
         verbose: Keras verbosity.
         return_model: Also return the retrained Keras model under `"model"`.
+        weight_sharing: ENAS: the children share one supernet (`WeightSharingSearch`), each
+            trained for `child_steps` batches instead of `epochs`; the architecture retrained
+            is `derive()`'s pick.
+        child_steps: Shared-weight training batches per child (with `weight_sharing`).
 
     Returns:
         `{"best_arch", "best_val_accuracy", "test_accuracy", "search_wall_time_s",
-        "retrain_wall_time_s", "trials", "export_path", "strategy", "final_params"}` (+ `"model"`).
+        "retrain_wall_time_s", "trials", "export_path", "strategy", "weight_sharing",
+        "final_params"}` (+ `"model"`). With `weight_sharing`, `best_val_accuracy` is the pick's
+        accuracy with the shared weights, not after its own training.
     """
     import keras
 
@@ -120,20 +128,26 @@ def search_digits(
         model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
 
-    search = ArchitectureSearch(
-        space, build_model=child, strategy=strategy, objective="val_accuracy", max_trials=max_trials,
-        directory=directory, project_name=project_name, overwrite=overwrite, seed=seed, max_time=max_time,
-        strategy_kwargs=strategy_kwargs,
-    )
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # A cell may ignore one of its inputs (as in ENAS), leaving some weights without
-        # gradients; Keras warns about it every epoch.
-        warnings.filterwarnings("ignore", message="Gradients do not exist")
-        search.search(x_tr, y_tr, validation_data=(x_va, y_va), epochs=epochs, batch_size=batch_size,
-                      verbose=verbose)
+    common = dict(strategy=strategy, max_trials=max_trials, directory=directory, project_name=project_name,
+                  overwrite=overwrite, seed=seed, max_time=max_time, strategy_kwargs=strategy_kwargs)
+    if weight_sharing:
+        from tfmeta.nas.enas import WeightSharingSearch
+
+        search = WeightSharingSearch(space, input_shape, 10, child_steps=child_steps, batch_size=batch_size,
+                                     filters=filters, **common)
+        search.search(x_tr, y_tr, validation_data=(x_va, y_va), verbose=verbose)
+        best, best_val = search.derive((x_va, y_va))
+    else:
+        search = ArchitectureSearch(space, build_model=child, objective="val_accuracy", **common)
+        with warnings.catch_warnings():
+            # A cell may ignore one of its inputs (as in ENAS), leaving some weights without
+            # gradients; Keras warns about it every epoch.
+            warnings.filterwarnings("ignore", message="Gradients do not exist")
+            search.search(x_tr, y_tr, validation_data=(x_va, y_va), epochs=epochs, batch_size=batch_size,
+                          verbose=verbose)
+        best, best_val = search.best_architecture(), search.best_score()
     search_time = time.perf_counter() - t0
-    best = search.best_architecture()
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -169,7 +183,8 @@ def search_digits(
     result = {
         "strategy": strategy,
         "best_arch": str(best),
-        "best_val_accuracy": search.best_score(),
+        "best_val_accuracy": best_val,
+        "weight_sharing": weight_sharing,
         "test_accuracy": test_acc,
         "search_wall_time_s": search_time,
         "retrain_wall_time_s": retrain_time,
