@@ -91,6 +91,17 @@ def test_only_the_chosen_ops_receive_gradients(network):
     assert sum(n > 0 for n in norms[: len(used)]) >= len(used) // 2  # a read-but-unused node may get none
 
 
+def test_batch_norm_calibration_sets_the_childs_own_statistics(network):
+    network.set_architecture(archs(1, seed=6)[0])
+    for seed in (1, 2):  # the second call reuses the traced calibration
+        x = np.random.default_rng(seed).random((32, *SHAPE)).astype("float32") * seed
+        network.calibrate_batch_norm(x)
+        stem = network.stem_conv(x).numpy()
+        np.testing.assert_allclose(network.stem_bn.moving_mean.numpy(), stem.mean(axis=(0, 1, 2)), atol=1e-6)
+        np.testing.assert_allclose(network.stem_bn.moving_variance.numpy(), stem.var(axis=(0, 1, 2)), atol=1e-6)
+    assert network.stem_bn.momentum == 0.9  # restored
+
+
 def test_errors():
     with pytest.raises(ValueError, match="space"):
         SharedCellNetwork(object(), SHAPE, 5)
