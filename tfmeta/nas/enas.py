@@ -41,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import os
-import time
 import zlib
 from typing import Any, Mapping, Sequence
 
@@ -290,8 +289,8 @@ class WeightSharingTuner(base_tuner.BaseTuner):
         self.batch_size = batch_size
         self.seed = seed
         self.checkpoint_path = os.path.join(self.project_dir, CHECKPOINT)
-        self.trial_times: list[float] = []
         self.calibration_images = None  # a fixed random sample of the training images
+        self._training = None  # (x, the unshuffled tf.data.Dataset of (x, y)), built once per search
 
     def _calibration_sample(self, x):
         if self.calibration_images is None:
@@ -306,20 +305,19 @@ class WeightSharingTuner(base_tuner.BaseTuner):
             load_checkpoint(self.checkpoint_path, self.network)
 
     def run_trial(self, trial, x, y, validation_data, **kwargs):
-        t0 = time.perf_counter()
         arch = self.space.from_hp_values(trial.hyperparameters.values)
         self.network.set_architecture(arch)
+        if self._training is None or self._training[0] is not x:
+            self._training = (x, tf.data.Dataset.from_tensor_slices((x, y)))  # one copy of the data, not one per trial
         # Each trial sees its own shuffle of the training data (seeded by the trial id), so a
         # resumed search replays the same batches.
         trial_seed = (self.seed * 1_000_003 + zlib.crc32(trial.trial_id.encode())) % (2**31)
-        data = (tf.data.Dataset.from_tensor_slices((x, y))
-                .shuffle(min(len(x), 10_000), seed=trial_seed).repeat().batch(self.batch_size))
+        data = self._training[1].shuffle(min(len(x), 10_000), seed=trial_seed).repeat().batch(self.batch_size)
         self.network.fit(data, steps_per_epoch=self.child_steps, epochs=1, verbose=0)
         self.network.calibrate_batch_norm(self._calibration_sample(x))
         x_val, y_val = validation_data
         metrics = self.network.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
         save_checkpoint(self.checkpoint_path, self.network)
-        self.trial_times.append(time.perf_counter() - t0)
         return {"val_accuracy": float(metrics["accuracy"]), "val_loss": float(metrics["loss"])}
 
     def save_model(self, trial_id, model, step=0):
@@ -367,29 +365,27 @@ class WeightSharingSearch(ArchitectureSearch):
         for arg, value in (("child_steps", child_steps), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
-        if max_time is not None and max_time <= 0:
-            raise ValueError(f"`max_time` must be > 0 seconds or None; received {max_time!r}.")
         seed = 0 if seed is None else int(seed)
-        self.space = space
-        self.strategy = strategy
-        self.max_time = max_time
-        self.hypermodel = None
-        self.build_model = None
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes = int(num_classes)
         self.filters = filters
         self.num_reductions = num_reductions
+        self.child_steps = child_steps
+        self.batch_size = batch_size
+        self.seed = seed
         keras.utils.set_random_seed(seed)
         self.network = SharedCellNetwork(space, self.input_shape, num_classes, filters=filters,
                                          num_reductions=num_reductions)
         self.network.compile(optimizer=optimizer or keras.optimizers.Adam(3e-3),
                              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         build_optimizer(self.network)
-        self.oracle = ArchitectureOracle(space, strategy, objective="val_accuracy", max_trials=max_trials,
-                                         seed=seed, strategy_kwargs=dict(strategy_kwargs or {}))
-        self.tuner = WeightSharingTuner(self.oracle, self.network, child_steps, batch_size, seed,
-                                        directory=directory, project_name=project_name, overwrite=overwrite,
-                                        **dict(tuner_kwargs or {}))
+        super().__init__(space, strategy=strategy, objective="val_accuracy", max_trials=max_trials,
+                         directory=directory, project_name=project_name, overwrite=overwrite, seed=seed,
+                         max_time=max_time, strategy_kwargs=strategy_kwargs, tuner_kwargs=tuner_kwargs)
+
+    def _make_tuner(self, build_model, evaluate, compile_kwargs, tuner_kwargs: dict):
+        return WeightSharingTuner(self.oracle, self.network, self.child_steps, self.batch_size, self.seed,
+                                  **tuner_kwargs)
 
     def search(self, x, y, validation_data, **kwargs: Any) -> "WeightSharingSearch":
         """Runs (or resumes) the search on arrays `x`, `y` and `validation_data=(x_val, y_val)`.

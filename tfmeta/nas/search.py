@@ -194,25 +194,28 @@ class ArchitectureSearch:
     ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
-        if (build_model is None) == (evaluate is None):
-            raise ValueError("Pass exactly one of `build_model` (train children) and `evaluate` (any objective).")
         if max_time is not None and max_time <= 0:
             raise ValueError(f"`max_time` must be > 0 seconds or None; received {max_time!r}.")
         self.space = space
         self.strategy = strategy
         self.max_time = max_time
+        self.build_model = build_model
+        self.hypermodel = None
         self.oracle = ArchitectureOracle(
             space, strategy, objective=objective, max_trials=max_trials, seed=seed,
             strategy_kwargs=dict(strategy_kwargs or {}),
         )
         common = {"directory": directory, "project_name": project_name, "overwrite": overwrite, **dict(tuner_kwargs or {})}
+        self.tuner = self._make_tuner(build_model, evaluate, compile_kwargs, common)
+
+    def _make_tuner(self, build_model, evaluate, compile_kwargs, tuner_kwargs: dict):
+        """The KerasTuner tuner that runs the trials (subclasses run them their own way)."""
+        if (build_model is None) == (evaluate is None):
+            raise ValueError("Pass exactly one of `build_model` (train children) and `evaluate` (any objective).")
         if build_model is not None:
-            self.hypermodel = ArchitectureHyperModel(space, build_model, compile_kwargs)
-            self.tuner = KerasArchitectureTuner(self.oracle, hypermodel=self.hypermodel, **common)
-        else:
-            self.hypermodel = None
-            self.tuner = FunctionTuner(self.oracle, evaluate, **common)
-        self.build_model = build_model
+            self.hypermodel = ArchitectureHyperModel(self.space, build_model, compile_kwargs)
+            return KerasArchitectureTuner(self.oracle, hypermodel=self.hypermodel, **tuner_kwargs)
+        return FunctionTuner(self.oracle, evaluate, **tuner_kwargs)
 
     @property
     def project_dir(self) -> str:
