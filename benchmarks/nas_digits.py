@@ -7,6 +7,7 @@ supernet (`tfmeta.nas.enas.WeightSharingSearch`) instead of `--epochs` from scra
 Usage:
     python benchmarks/nas_digits.py [--strategy controller] [--trials 10] [--epochs 3] [--final-epochs 30]
     python benchmarks/nas_digits.py --weight-sharing --trials 150 --child-steps 20 [--strategy random]
+        [--train-paths uniform]
 """
 
 from __future__ import annotations
@@ -36,13 +37,16 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weight-sharing", action="store_true", help="ENAS: children share one supernet's weights")
     p.add_argument("--child-steps", type=int, default=20, help="shared-weight batches per child")
+    p.add_argument("--train-paths", default="trial", choices=["trial", "uniform"],
+                   help="with --weight-sharing: train each trial's own child, or a uniformly random child per batch")
     p.add_argument("--export-dir", default=str(REPO / "saved_models" / "nas_digits"))
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     result = search_digits(args.strategy, max_trials=args.trials, epochs=args.epochs, final_epochs=args.final_epochs,
                            num_nodes=args.nodes, directory=str(REPO / "runs"), project_name=f"nas_digits_{args.strategy}{'_enas' if args.weight_sharing else ''}",
                            overwrite=True, seed=args.seed, export_dir=args.export_dir,
-                           weight_sharing=args.weight_sharing, child_steps=args.child_steps)
+                           weight_sharing=args.weight_sharing, child_steps=args.child_steps,
+                           train_paths=args.train_paths)
     result["total_wall_time_s"] = time.perf_counter() - t0
     result["settings"] = vars(args)
     print(json.dumps(result, indent=1))

@@ -65,6 +65,7 @@ _LAZY = {
     "SharedCell": "enas",
     "SharedCellNetwork": "enas",
     "WeightSharingSearch": "enas",
+    "UniformPathSampler": "enas",
     "NASBenchMacro": "benchmarks",
     "run_tabular_search": "benchmarks",
 }

@@ -77,6 +77,7 @@ def search_digits(
     return_model: bool = False,
     weight_sharing: bool = False,
     child_steps: int = 20,
+    train_paths: str = "trial",
 ) -> dict[str, Any]:
     """Searches cells on digits, retrains the best one deeper, evaluates and exports it.
 
@@ -104,6 +105,8 @@ def search_digits(
             trained for `child_steps` batches instead of `epochs`; the architecture retrained
             is `derive()`'s pick.
         child_steps: Shared-weight training batches per child (with `weight_sharing`).
+        train_paths: Which children those batches train (with `weight_sharing`): `"trial"`
+            (the trial's own) or `"uniform"` (a random one per batch); see `WeightSharingSearch`.
 
     Returns:
         `{"best_arch", "best_val_accuracy", "test_accuracy", "search_wall_time_s",
@@ -135,7 +138,7 @@ def search_digits(
         from tfmeta.nas.enas import WeightSharingSearch
 
         search = WeightSharingSearch(space, input_shape, 10, child_steps=child_steps, batch_size=batch_size,
-                                     filters=filters, **common)
+                                     train_paths=train_paths, filters=filters, **common)
         search.search(x_tr, y_tr, validation_data=(x_va, y_va), verbose=verbose)
         best, best_val = search.derive((x_va, y_va))
     else:
