@@ -49,7 +49,8 @@ def test_search_retrain_export_round_trip(tmp_path):
 def test_weight_sharing_search_picks_a_searched_child_and_retrains_it(tmp_path):
     result = search_digits("random", max_trials=3, final_epochs=1, num_nodes=2, ops=("sep_conv_3x3", "identity"),
                            filters=8, final_cells=1, final_filters=8, directory=str(tmp_path / "runs"),
-                           export_dir=None, seed=0, weight_sharing=True, child_steps=4)
+                           export_dir=None, seed=0, weight_sharing=True, child_steps=4,
+                           train_paths="uniform")
     assert result["weight_sharing"] and result["trials"] == 3 and result["export_path"] is None
     space = MicroCellSpace(num_nodes=2, ops=("sep_conv_3x3", "identity"))
     project = tmp_path / "runs" / "nas_digits"

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from tfmeta.nas.cells import Cell, build_cell_model
 from tfmeta.nas.digits import load_digits_splits
-from tfmeta.nas.enas import CHECKPOINT, SharedCellNetwork, WeightSharingSearch, architecture_indices, save_checkpoint
+from tfmeta.nas.enas import (CHECKPOINT, SharedCellNetwork, UniformPathSampler, WeightSharingSearch,
+                             architecture_indices, save_checkpoint)
 from tfmeta.nas.space import MicroCellSpace
 
 SPACE = MicroCellSpace(num_nodes=2, ops=("sep_conv_3x3", "max_pool_3x3", "identity"))
@@ -102,6 +103,24 @@ def test_batch_norm_calibration_sets_the_childs_own_statistics(network):
     assert network.stem_bn.momentum == 0.9  # restored
 
 
+def test_uniform_path_sampler_trains_a_new_random_child_every_batch():
+    keras.utils.set_random_seed(0)
+    net = SharedCellNetwork(SPACE, SHAPE, 5, filters=4, num_reductions=1)
+    net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, *SHAPE)).astype("float32"), rng.integers(0, 5, 32)
+    trained = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: trained.append(net.architecture.numpy()))
+    net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+            callbacks=[UniformPathSampler(SPACE, np.random.default_rng(7)), record])
+    draws = np.random.default_rng(7)
+    expected = [architecture_indices(SPACE, SPACE.sample(draws)) for _ in range(8)]
+    assert len(trained) == 8
+    for got, want in zip(trained, expected):  # each batch trained the next uniform draw
+        np.testing.assert_array_equal(got, want)
+    assert len({a.tobytes() for a in trained}) > 1
+
+
 def test_errors():
     with pytest.raises(ValueError, match="space"):
         SharedCellNetwork(object(), SHAPE, 5)
@@ -109,6 +128,8 @@ def test_errors():
         SharedCellNetwork(SPACE, (8, 8), 5)
     with pytest.raises(ValueError, match="child_steps"):
         WeightSharingSearch(SPACE, SHAPE, 10, child_steps=0)
+    with pytest.raises(ValueError, match="train_paths.*'every'"):
+        WeightSharingSearch(SPACE, SHAPE, 10, train_paths="every")
 
 
 def test_search_refuses_bad_data_and_another_networks_checkpoint(tmp_path):
@@ -121,6 +142,8 @@ def test_search_refuses_bad_data_and_another_networks_checkpoint(tmp_path):
         first.search(x[:, :4], y, validation_data=(x, y))
     with pytest.raises(ValueError, match="validation_data"):
         first.search(x, y, validation_data=x)
+    with pytest.raises(ValueError, match="validation_data"):
+        first.score_children([SPACE.sample(np.random.default_rng(0))], validation_data=x)
     save_checkpoint(os.path.join(first.project_dir, CHECKPOINT), first.network)
     wider = WeightSharingSearch(SPACE, SHAPE, 5, filters=6, **common)  # same project, resumes
     with pytest.raises(ValueError, match="another network"):
@@ -164,6 +187,12 @@ def test_weight_sharing_search_learns_resumes_and_derives(tmp_path):
     arch, accuracy = third.derive((xv, yv), top_k=2)
     assert accuracy > 0.5
     assert str(arch) in {r["arch"] for r in third.completed()}
+    # score_children is the score derive() ranks by, and leaves the network's current child
+    # and batch-norm statistics as they were.
+    before = [v.numpy() for v in third.network.non_trainable_weights]
+    assert third.score_children([arch], (xv, yv)) == [accuracy]
+    for a, b in zip(before, third.network.non_trainable_weights):
+        np.testing.assert_array_equal(a, b.numpy())
     model = third.build_best_model(arch)
     assert model.output_shape == (None, 10)
     with pytest.raises(RuntimeError, match="build_best_model"):
