@@ -12,8 +12,9 @@ This benchmark measures that order on scikit-learn's digits:
    `--trials` children of `--child-steps` batches each; then the final shared weights score
    the sample (`score_children`, batch norm re-estimated per child) and every searched child.
 3. Prints JSON: Kendall's tau and Spearman's rho between each supernet's scores and the mean
-   stand-alone accuracy; the same between the stand-alone seeds (the noise ceiling: how well
-   one stand-alone run orders the sample against another); the stand-alone accuracy of each
+   stand-alone accuracy; the same between the stand-alone seeds, averaged over seed pairs, and
+   with four or more seeds between the means of the two halves of the seeds (the noise
+   ceiling: how well stand-alone runs order the sample against each other); the stand-alone accuracy of each
    supernet's pick against the sample's best; per supernet, the agreement between the
    searched children's trial rewards and their final shared scores (low: the shared weights
    forgot children trained earlier); wall times.
@@ -31,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -76,6 +78,19 @@ def rank_agreement(a, b) -> dict:
             "spearman_rho": float(stats.spearmanr(a, b).statistic)}
 
 
+def seed_agreement(alone: np.ndarray) -> dict | None:
+    """How well stand-alone runs order the children against each other: the mean agreement of
+    every pair of seeds, and of the mean of the first half of the seeds against the second."""
+    n = alone.shape[1]
+    if n < 2:
+        return None
+    pairs = [rank_agreement(alone[:, i], alone[:, j]) for i, j in itertools.combinations(range(n), 2)]
+    result = {"pairs_mean": {k: float(np.mean([p[k] for p in pairs])) for k in pairs[0]}}
+    if n >= 4:
+        result["half_vs_half"] = rank_agreement(alone[:, : n // 2].mean(axis=1), alone[:, n // 2:].mean(axis=1))
+    return result
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=60, help="children of each weight-sharing search")
@@ -108,7 +123,7 @@ def main(argv=None) -> dict:
     alone_mean = alone.mean(axis=1)
     result = {
         "sample": [{"arch": str(a), "standalone": [float(v) for v in row]} for a, row in zip(archs, alone)],
-        "standalone_seed_vs_seed": rank_agreement(alone[:, 0], alone[:, 1]) if len(seeds) > 1 else None,
+        "standalone_seed_vs_seed": seed_agreement(alone),
         "standalone_best": float(alone_mean.max()),
         "standalone_median": float(np.median(alone_mean)),
         "standalone_s_per_run": alone_time / alone.size,

@@ -104,17 +104,18 @@ def test_batch_norm_calibration_sets_the_childs_own_statistics(network):
 
 
 def test_uniform_path_sampler_trains_a_new_random_child_every_batch():
+    space = MicroCellSpace(num_nodes=2, ops=("max_pool_3x3", "identity"))  # weightless ops: quick to trace
     keras.utils.set_random_seed(0)
-    net = SharedCellNetwork(SPACE, SHAPE, 5, filters=4, num_reductions=1)
+    net = SharedCellNetwork(space, SHAPE, 5, filters=4, num_reductions=1)
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(32, *SHAPE)).astype("float32"), rng.integers(0, 5, 32)
     trained = []
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: trained.append(net.architecture.numpy()))
     net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
-            callbacks=[UniformPathSampler(SPACE, np.random.default_rng(7)), record])
+            callbacks=[UniformPathSampler(space, np.random.default_rng(7)), record])
     draws = np.random.default_rng(7)
-    expected = [architecture_indices(SPACE, SPACE.sample(draws)) for _ in range(8)]
+    expected = [architecture_indices(space, space.sample(draws)) for _ in range(8)]
     assert len(trained) == 8
     for got, want in zip(trained, expected):  # each batch trained the next uniform draw
         np.testing.assert_array_equal(got, want)
