@@ -43,8 +43,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from tfmeta.nas.cells import build_cell_model  # noqa: E402
-from tfmeta.nas.digits import load_digits_splits  # noqa: E402
+from tfmeta.nas.digits import build_child_model, load_digits_splits  # noqa: E402
 from tfmeta.nas.enas import WeightSharingSearch  # noqa: E402
 from tfmeta.nas.space import DEFAULT_CELL_OPS, Architecture, MicroCellSpace  # noqa: E402
 
@@ -65,8 +64,7 @@ def train_alone(space, arch, input_shape, splits, epochs: int, filters: int, see
     """Validation accuracy of `arch` trained from scratch as `search_digits` trains a child."""
     (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["val"]
     keras.utils.set_random_seed(seed)
-    model = build_cell_model(space, arch, input_shape, 10, num_cells=1, filters=filters)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = build_child_model(space, arch, input_shape, filters)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Gradients do not exist")
         model.fit(x_tr, y_tr, epochs=epochs, batch_size=64, verbose=0)
