@@ -149,6 +149,11 @@ def test_search_refuses_bad_data_and_another_networks_checkpoint(tmp_path):
     wider = WeightSharingSearch(SPACE, SHAPE, 5, filters=6, **common)  # same project, resumes
     with pytest.raises(ValueError, match="another network"):
         wider.search(x, y, validation_data=(x, y), verbose=0)
+    # Shared weights trained one child per trial are not resumed as single-path ones.
+    save_checkpoint(os.path.join(first.project_dir, CHECKPOINT), first.network, {"train_paths": "trial"})
+    uniform = WeightSharingSearch(SPACE, SHAPE, 5, filters=4, train_paths="uniform", **common)
+    with pytest.raises(ValueError, match="`train_paths='trial'`.*given `train_paths='uniform'`"):
+        uniform.search(x, y, validation_data=(x, y), verbose=0)
 
 
 def test_weight_sharing_search_learns_resumes_and_derives(tmp_path):

@@ -250,10 +250,14 @@ def _read_all(variables):
     return [tf.identity(v) for v in variables]  # one call instead of one read per variable
 
 
-def save_checkpoint(path: str, model: keras.Model) -> None:
-    """Writes the model's and its optimizer's variables to one `.npz`, atomically."""
+def save_checkpoint(path: str, model: keras.Model, settings: dict | None = None) -> None:
+    """Writes the model's and its optimizer's variables to one `.npz`, atomically.
+
+    `settings` (string values) are stored beside them, for `load_checkpoint` to check.
+    """
     weights = [v.value for v in model.weights]
     arrays = {f"w{i}": t.numpy() for i, t in enumerate(_read_all(weights))}
+    arrays.update({f"setting_{k}": np.asarray(str(v)) for k, v in (settings or {}).items()})
     if model.optimizer is not None:
         slots = [v.value for v in model.optimizer.variables]
         arrays.update({f"o{i}": t.numpy() for i, t in enumerate(_read_all(slots))})
@@ -262,9 +266,21 @@ def save_checkpoint(path: str, model: keras.Model) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str, model: keras.Model) -> None:
-    """Restores what `save_checkpoint` wrote (the optimizer must be built)."""
+def load_checkpoint(path: str, model: keras.Model, settings: dict | None = None) -> None:
+    """Restores what `save_checkpoint` wrote (the optimizer must be built).
+
+    Raises ValueError if the checkpoint was written with other `settings` (a setting it does
+    not record, as in checkpoints written before settings were stored, is not checked).
+    """
     with np.load(path) as data:
+        for key, value in (settings or {}).items():
+            stored_value = str(data[f"setting_{key}"]) if f"setting_{key}" in data.files else None
+            if stored_value is not None and stored_value != str(value):
+                raise ValueError(
+                    f"{path} holds shared weights trained with `{key}={stored_value!r}`; this search "
+                    f"was given `{key}={value!r}`. Resume with `{key}={stored_value!r}`, or use "
+                    "another `project_name`, or `overwrite=True`."
+                )
         stored = [data[f"w{i}"].shape for i in range(sum(k.startswith("w") for k in data.files))]
         wanted = [tuple(v.shape) for v in model.weights]
         if stored != wanted:
@@ -322,6 +338,10 @@ class WeightSharingTuner(base_tuner.BaseTuner):
         self.calibration_images = None  # a fixed random sample of the training images
         self._training = None  # (x, the unshuffled tf.data.Dataset of (x, y)), built once per search
 
+    def _settings(self) -> dict:
+        """What the shared weights mean: a resumed search must train them the same way."""
+        return {"train_paths": self.train_paths}
+
     def _calibration_sample(self, x):
         if self.calibration_images is None:
             rng = np.random.default_rng(self.seed)
@@ -332,7 +352,7 @@ class WeightSharingTuner(base_tuner.BaseTuner):
     def on_search_begin(self):
         super().on_search_begin()
         if os.path.exists(self.checkpoint_path):
-            load_checkpoint(self.checkpoint_path, self.network)
+            load_checkpoint(self.checkpoint_path, self.network, self._settings())
 
     def run_trial(self, trial, x, y, validation_data, **kwargs):
         arch = self.space.from_hp_values(trial.hyperparameters.values)
@@ -351,7 +371,7 @@ class WeightSharingTuner(base_tuner.BaseTuner):
         self.network.calibrate_batch_norm(self._calibration_sample(x))
         x_val, y_val = validation_data
         metrics = self.network.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
-        save_checkpoint(self.checkpoint_path, self.network)
+        save_checkpoint(self.checkpoint_path, self.network, self._settings())
         return {"val_accuracy": float(metrics["accuracy"]), "val_loss": float(metrics["loss"])}
 
     def save_model(self, trial_id, model, step=0):
