@@ -105,6 +105,7 @@ import tfmeta  # noqa: E402
 from tfmeta.data import EpisodeSampler  # noqa: E402
 from tfmeta.data.augment import Compose, RandomAffine, RandomElastic  # noqa: E402
 from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
+from tfmeta.metric.distillation import EpisodeDistiller  # noqa: E402
 
 
 class EpisodeProbe(keras.callbacks.Callback):
@@ -122,8 +123,9 @@ class EpisodeProbe(keras.callbacks.Callback):
 
     def _probe(self, epoch):
         parts = []
+        learner = getattr(self.model, "student", self.model)  # an EpisodeDistiller's student
         for ways in (5, 20):
-            r = self.model.evaluate_episodes(
+            r = learner.evaluate_episodes(
                 self.x, self.y, ways=ways, shots=1, queries=5, episodes=self.episodes, seed=99
             )
             parts.append(f"{ways}w1s={r['accuracy']:.4f}")
@@ -227,13 +229,29 @@ def train_member(args, train, test, seed, results, prefix=""):
         )
         results[f"{prefix}pretrain_seconds"] = round(time.time() - start, 1)
         evaluate_all(model, test, args.episodes, results, prefix=f"{prefix}pretrained_")
+    trainer = model
+    if args.teachers:
+        # Distillation: the same student and optimiser, trained against the true labels and the
+        # averaged soft labels of the saved teacher encoders (tfmeta.metric.EpisodeDistiller).
+        teachers = []
+        for path in args.teachers.split(","):
+            encoder = tfmeta.backbones.conv4(
+                train.x.shape[1:], filters=args.filters, blocks=args.blocks,
+                final_pool=not args.no_final_pool,
+            )
+            encoder.load_weights(path)
+            teachers.append(tfmeta.PrototypicalNetwork(encoder, distance=args.distance))
+        trainer = EpisodeDistiller(
+            model, teachers, alpha=args.distill_alpha, temperature=args.distill_temperature
+        )
+        trainer.compile(optimizer=model.optimizer)
     groups = dict(enumerate(train.alphabets)) if args.within_alphabet else None
     ds = EpisodeSampler(
         train.x, train.y, args.ways, args.shots, args.queries, seed=seed, class_groups=groups
     ).dataset(augment=augment)
     start = time.time()
     if args.steps:
-        model.fit(
+        trainer.fit(
             ds,
             steps_per_epoch=args.steps_per_epoch,
             epochs=max(1, args.steps // args.steps_per_epoch),
@@ -315,6 +333,14 @@ def main(argv=None) -> dict:
                         help="train N prototypical networks (seeds seed..seed+N-1), score each, "
                         "and score their ensemble: the concatenated embeddings "
                         "(tfmeta.backbones.concatenate_encoders), which sums the members' logits")
+    parser.add_argument("--teachers", default=None, metavar="ENC[,ENC...]",
+                        help="distil these saved encoders (.weights.h5 of the same conv4 as the "
+                        "student) into the network: tfmeta.metric.EpisodeDistiller, their "
+                        "prototypical logits averaged into the soft labels")
+    parser.add_argument("--distill-alpha", type=float, default=0.5,
+                        help="weight of the distillation term (with --teachers)")
+    parser.add_argument("--distill-temperature", type=float, default=2.0,
+                        help="softmax temperature of the soft labels (with --teachers)")
     parser.add_argument("--views-one-shot-only", action="store_true",
                         help="score the --tta-views model on the 1-shot settings only (views "
                         "cost V encoder passes per image; 5-shot supports hold 5x the images)")

@@ -93,6 +93,24 @@ def clusters_encoder():
     return make
 
 
+@pytest.fixture(scope="module")
+def trained_protonet(noisy_clusters, clusters_encoder):
+    """A prototypical network trained 50 steps on 5-way 2-shot episodes of the 40 training
+    classes of `noisy_clusters` (one per test module; tests must not train it further)."""
+    import keras
+
+    from tfmeta.data import EpisodeSampler
+    from tfmeta.metric.protonet import PrototypicalNetwork
+
+    keras.utils.set_random_seed(0)
+    (x, y), _ = noisy_clusters
+    model = PrototypicalNetwork(clusters_encoder())
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ds = EpisodeSampler(x, y, ways=5, shots=2, queries=5, seed=0).dataset(meta_batch=2)
+    model.fit(ds, steps_per_epoch=50, epochs=1, verbose=0)
+    return model
+
+
 LOAD_WITHOUT_TFMETA = r"""
 import sys, numpy as np, tensorflow as tf
 path, npz = sys.argv[1], sys.argv[2]

@@ -64,18 +64,6 @@ def test_bad_arguments_raise(identity_encoder):
         PrototypicalNetwork(identity_encoder(), refine_steps=-1)
 
 
-@pytest.fixture(scope="module")
-def trained_protonet(noisy_clusters, clusters_encoder):
-    """Trained 50 steps on 5-way 2-shot episodes of the 40 training classes."""
-    keras.utils.set_random_seed(0)
-    (x, y), _ = noisy_clusters
-    model = PrototypicalNetwork(clusters_encoder())
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    ds = EpisodeSampler(x, y, ways=5, shots=2, queries=5, seed=0).dataset(meta_batch=2)
-    model.fit(ds, steps_per_epoch=50, epochs=1, verbose=0)
-    return model
-
-
 def test_learns_and_generalises_to_new_classes_with_other_ways_and_shots(
     trained_protonet, noisy_clusters, identity_encoder
 ):

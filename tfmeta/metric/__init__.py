@@ -1,4 +1,5 @@
-"""Metric-based meta-learners: Siamese, prototypical, matching and relation networks."""
+"""Metric-based meta-learners: Siamese, prototypical, matching and relation networks, and
+`EpisodeDistiller` to distil trained learners into one."""
 
 import importlib
 
@@ -7,6 +8,7 @@ _LAZY = {
     "PrototypicalNetwork": "tfmeta.metric.protonet",
     "MatchingNetwork": "tfmeta.metric.matching",
     "RelationNetwork": "tfmeta.metric.relation",
+    "EpisodeDistiller": "tfmeta.metric.distillation",
 }
 
 __all__ = list(_LAZY)
