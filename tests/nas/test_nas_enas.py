@@ -133,6 +133,12 @@ def test_errors():
         WeightSharingSearch(SPACE, SHAPE, 10, train_paths="every")
 
 
+def test_chief_worker_mode_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    with pytest.raises(RuntimeError, match="one independent supernet per worker.*'tuner0'"):
+        WeightSharingSearch(SPACE, SHAPE, 5, directory=str(tmp_path))
+
+
 def test_search_refuses_bad_data_and_another_networks_checkpoint(tmp_path):
     common = dict(directory=str(tmp_path), project_name="p", max_trials=1, seed=0, num_reductions=1)
     first = WeightSharingSearch(SPACE, SHAPE, 5, filters=4, **common)

@@ -28,8 +28,9 @@ then scores its child. With `train_paths="trial"` those batches train the trial'
 so the reward comes right after its own training; with `train_paths="uniform"` each batch
 trains a uniformly random child (`UniformPathSampler`, single-path one-shot training) and the
 trial's child is only scored. Before it is scored, the child's batch norm is re-estimated on
-one fixed random sample of 512 training images. KerasTuner's chief/worker mode
-is not tested here: each worker would train its own supernet, and share only the controller.
+one fixed random sample of 512 training images. The search runs in one process: its
+supernet lives in that process's memory, so KerasTuner's chief/worker mode (which would train
+one independent supernet per worker and share only the controller) is refused with an error.
 
 Example:
 
@@ -427,6 +428,14 @@ class WeightSharingSearch(ArchitectureSearch):
                 raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
         if train_paths not in TRAIN_PATHS:
             raise ValueError(f"`train_paths` must be one of {TRAIN_PATHS}; received {train_paths!r}.")
+        tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+        if tuner_id:
+            raise RuntimeError(
+                "WeightSharingSearch runs in one process: its supernet lives in that process's "
+                "memory, so KerasTuner's chief/worker mode would train one independent supernet "
+                f"per worker (found KERASTUNER_TUNER_ID={tuner_id!r}). Unset KERASTUNER_TUNER_ID, "
+                "or distribute an ArchitectureSearch (children trained from scratch) instead."
+            )
         seed = 0 if seed is None else int(seed)
         self.train_paths = train_paths
         self.input_shape = tuple(int(d) for d in input_shape)
