@@ -221,8 +221,12 @@ class EpisodicMetricLearner(FewShotMixin, keras.Model):
 
     def _loss_and_accuracy(self, data, training):
         (support_x, support_y, query_x), query_y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        query_y = tf.cast(query_y, tf.int32)
         logits, ways = self.episode_batch_logits(support_x, support_y, query_x, training)
+        return self.loss_and_accuracy_from_logits(logits, query_y, ways)
+
+    def loss_and_accuracy_from_logits(self, logits, query_y, ways):
+        """Mean `episode_loss` and query accuracy of a meta-batch's `[T, Q, N]` logits."""
+        query_y = tf.cast(query_y, tf.int32)
         loss = tf.reduce_mean(
             tf.stack(
                 [self.episode_loss(logits[i], query_y[i], ways) for i in range(logits.shape[0])]

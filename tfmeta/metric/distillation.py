@@ -2,7 +2,7 @@
 
 `EpisodeDistiller` trains a student learner (any `EpisodicMetricLearner`: prototypical,
 matching, relation...) on episodes against two targets at once: the episode's true labels
-(cross-entropy) and the class probabilities that one or more trained teacher learners give
+(the student's own episode loss) and the class probabilities that one or more trained teacher learners give
 the same queries, softened by a temperature (Hinton, Vinyals and Dean 2015). With a teacher of
 the student's own architecture this is born-again training (Furlanello et al. 2018), which Tian
 et al. 2020 ("Rethinking Few-Shot Image Classification") apply to few-shot embeddings; with
@@ -10,12 +10,19 @@ several teachers it distils their ensemble into one network, so serving costs on
 
 The loss of every episode is
 
-    (1 - alpha) * CE(query_y, s) + alpha * T^2 * mean_q KL(softmax(t / T) || softmax(s / T))
+    (1 - alpha) * L(query_y, s) + alpha * T^2 * mean_q KL(softmax(t / T) || softmax(s / T))
 
-where `s` are the student's `[Q, N]` logits, `t` the teachers' logits averaged over teachers,
+where `L` is the student's own `episode_loss` (cross-entropy, or the relation network's MSE),
+`s` are the student's `[Q, N]` logits, `t` the teachers' logits averaged over teachers,
 and `T` the temperature (the `T^2` keeps the soft term's gradient scale independent of `T`).
 The teachers run in inference mode (batch-norm moving statistics, no dropout) on exactly the
 images the student sees, augmented or not, and are never updated.
+
+Measured on Omniglot's held-out alphabets (`benchmarks/protonet_omniglot.py --teachers`, README):
+four 60-way prototypical teachers distilled into one conv4 lift it from 93.6-93.8% / 82.7-83.0%
+(5-way / 20-way 1-shot, each teacher) to 94.2% / 84.1%, about half the gain of their ensemble,
+but with 32 test-time views it scores as each teacher does (94.9% / 85.7%). One teacher of the
+student's architecture (born-again) changed nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ class EpisodeDistiller(keras.Model):
         teachers: One trained `EpisodicMetricLearner` or a sequence of them (their logits are
             averaged: the soft labels of their ensemble). They are frozen (`trainable = False`).
         alpha: Weight of the distillation term, in [0, 1]; 0 is ordinary episodic training.
-        temperature: Softmax temperature of the soft labels, > 0.
+        temperature: Softmax temperature of the soft labels, > 0. A prototypical network's logits
+            are negative squared distances: four trained Omniglot conv4 teachers gave their top
+            class ~0.9 on average at 1, ~0.7 at 2 and ~0.3 at 4 on 60-way training episodes.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Metrics: `loss` (the total), `accuracy` (the student's, on the true labels),
@@ -48,7 +57,7 @@ class EpisodeDistiller(keras.Model):
 
     >>> teacher = tfmeta.PrototypicalNetwork(trained_encoder)
     >>> student = tfmeta.PrototypicalNetwork(input_shape=(28, 28, 1))
-    >>> distiller = EpisodeDistiller(student, teacher, alpha=0.5, temperature=4.0)
+    >>> distiller = EpisodeDistiller(student, teacher, alpha=0.5, temperature=2.0)
     >>> distiller.compile(optimizer=keras.optimizers.Adam(1e-3))
     >>> distiller.fit(EpisodeSampler(x, y, ways=60, shots=1, queries=5).dataset(),
     ...               steps_per_epoch=100, epochs=30)
@@ -60,7 +69,7 @@ class EpisodeDistiller(keras.Model):
         student: EpisodicMetricLearner,
         teachers: EpisodicMetricLearner | Sequence[EpisodicMetricLearner],
         alpha: float = 0.5,
-        temperature: float = 4.0,
+        temperature: float = 2.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,19 +127,14 @@ class EpisodeDistiller(keras.Model):
         return tf.reduce_mean(kl)
 
     def _student_loss(self, data, training):
+        """The student's logits, labels, own episode loss (`episode_loss`) and accuracy."""
         (support_x, support_y, query_x), query_y, _ = keras.utils.unpack_x_y_sample_weight(data)
         query_y = tf.cast(query_y, tf.int32)
-        logits, _ = self.student.episode_batch_logits(
+        logits, ways = self.student.episode_batch_logits(
             support_x, support_y, query_x, training=training
         )
-        logits = tf.cast(logits, tf.float32)
-        hard = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=query_y, logits=logits)
-        )
-        accuracy = tf.reduce_mean(
-            tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), query_y), tf.float32)
-        )
-        return logits, query_y, hard, accuracy
+        hard, accuracy = self.student.loss_and_accuracy_from_logits(logits, query_y, ways)
+        return tf.cast(logits, tf.float32), query_y, tf.cast(hard, tf.float32), accuracy
 
     def train_step(self, data):
         (support_x, support_y, query_x), _, _ = keras.utils.unpack_x_y_sample_weight(data)
