@@ -23,6 +23,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from tfmeta.nas.digits import search_digits  # noqa: E402
+from tfmeta.nas.enas import TRAIN_PATHS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weight-sharing", action="store_true", help="ENAS: children share one supernet's weights")
     p.add_argument("--child-steps", type=int, default=20, help="shared-weight batches per child")
-    p.add_argument("--train-paths", default="trial", choices=["trial", "uniform"],
+    p.add_argument("--train-paths", default="trial", choices=TRAIN_PATHS,
                    help="with --weight-sharing: train each trial's own child, or a uniformly random child per batch")
     p.add_argument("--export-dir", default=str(REPO / "saved_models" / "nas_digits"))
     args = p.parse_args(argv)

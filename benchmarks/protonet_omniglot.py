@@ -212,15 +212,20 @@ def affine_distortions(image_size: int, strength: float = 1.0) -> RandomAffine:
                         scale=base.scale * strength, shear=base.shear * strength)
 
 
+def build_protonet(args, input_shape, weights=None):
+    """A prototypical network on the conv4 the flags describe, optionally loading encoder weights."""
+    encoder = tfmeta.backbones.conv4(
+        input_shape, filters=args.filters, blocks=args.blocks, final_pool=not args.no_final_pool
+    )
+    if weights is not None:
+        encoder.load_weights(weights)
+    return tfmeta.PrototypicalNetwork(encoder, distance=args.distance)
+
+
 def train_member(args, train, test, seed, results, prefix=""):
     """Trains one prototypical network with `seed` and records its scores under `prefix`."""
     keras.utils.set_random_seed(seed)
-    model = tfmeta.PrototypicalNetwork(
-        tfmeta.backbones.conv4(
-            train.x.shape[1:], filters=args.filters, blocks=args.blocks,
-            final_pool=not args.no_final_pool,
-        ), distance=args.distance
-    )
+    model = build_protonet(args, train.x.shape[1:])
     lr = keras.optimizers.schedules.ExponentialDecay(
         args.lr, decay_steps=args.decay_every, decay_rate=0.5, staircase=True
     )
@@ -246,14 +251,7 @@ def train_member(args, train, test, seed, results, prefix=""):
     if args.teachers:
         # Distillation: the same student and optimiser, trained against the true labels and the
         # averaged soft labels of the saved teacher encoders (tfmeta.metric.EpisodeDistiller).
-        teachers = []
-        for path in args.teachers.split(","):
-            encoder = tfmeta.backbones.conv4(
-                train.x.shape[1:], filters=args.filters, blocks=args.blocks,
-                final_pool=not args.no_final_pool,
-            )
-            encoder.load_weights(path)
-            teachers.append(tfmeta.PrototypicalNetwork(encoder, distance=args.distance))
+        teachers = [build_protonet(args, train.x.shape[1:], path) for path in args.teachers.split(",")]
         trainer = EpisodeDistiller(
             model, teachers, alpha=args.distill_alpha, temperature=args.distill_temperature
         )

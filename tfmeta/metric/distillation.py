@@ -126,21 +126,18 @@ class EpisodeDistiller(keras.Model):
         )
         return tf.reduce_mean(kl)
 
-    def _student_loss(self, data, training):
-        """The student's logits, labels, own episode loss (`episode_loss`) and accuracy."""
-        (support_x, support_y, query_x), query_y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        query_y = tf.cast(query_y, tf.int32)
-        logits, ways = self.student.episode_batch_logits(
-            support_x, support_y, query_x, training=training
-        )
+    def _student_loss(self, episodes, query_y, training):
+        """The student's logits, own episode loss (`episode_loss`) and accuracy."""
+        logits, ways = self.student.episode_batch_logits(*episodes, training=training)
         hard, accuracy = self.student.loss_and_accuracy_from_logits(logits, query_y, ways)
-        return tf.cast(logits, tf.float32), query_y, tf.cast(hard, tf.float32), accuracy
+        return tf.cast(logits, tf.float32), tf.cast(hard, tf.float32), accuracy
 
     def train_step(self, data):
-        (support_x, support_y, query_x), _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        teacher = self.teacher_logits(support_x, support_y, query_x)
+        episodes, query_y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        query_y = tf.cast(query_y, tf.int32)
+        teacher = self.teacher_logits(*episodes)
         with tf.GradientTape() as tape:
-            logits, query_y, hard, accuracy = self._student_loss(data, training=True)
+            logits, hard, accuracy = self._student_loss(episodes, query_y, training=True)
             soft = self.distillation_loss(logits, teacher)
             loss = (1.0 - self.alpha) * hard + self.alpha * self.temperature**2 * soft
             regularisation = self.student.losses
@@ -155,7 +152,8 @@ class EpisodeDistiller(keras.Model):
         return self._update_metrics(loss, accuracy)
 
     def test_step(self, data):
-        _, _, hard, accuracy = self._student_loss(data, training=False)
+        episodes, query_y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        _, hard, accuracy = self._student_loss(episodes, query_y, training=False)
         self._update_metrics(hard, accuracy)
         return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
 

@@ -298,6 +298,12 @@ def load_checkpoint(path: str, model: keras.Model, settings: dict | None = None)
                     v.assign(data[f"o{i}"])
 
 
+def check_validation_data(validation_data) -> None:
+    """Raises ValueError unless `validation_data` is a pair `(x_val, y_val)`."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("`validation_data` must be a tuple (x_val, y_val) of arrays.")
+
+
 class UniformPathSampler(keras.callbacks.Callback):
     """Trains a `SharedCellNetwork` on a new uniformly random child at every batch.
 
@@ -467,8 +473,7 @@ class WeightSharingSearch(ArchitectureSearch):
         x, y = np.asarray(x), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"`x` and `y` must have the same length; received {len(x)} and {len(y)}.")
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("`validation_data` must be a tuple (x_val, y_val) of arrays.")
+        check_validation_data(validation_data)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"`x` must hold images of shape {self.input_shape}; received {tuple(x.shape[1:])}.")
         x_val, y_val = (np.asarray(a) for a in validation_data)
@@ -523,8 +528,7 @@ class WeightSharingSearch(ArchitectureSearch):
         Returns:
             One accuracy per architecture, in order.
         """
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("`validation_data` must be a tuple (x_val, y_val) of arrays.")
+        check_validation_data(validation_data)
         x_val, y_val = validation_data
         calibration = calibration_data
         if calibration is None:
