@@ -34,7 +34,6 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import tfmeta  # noqa: E402

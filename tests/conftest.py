@@ -29,6 +29,24 @@ def data_dir() -> Path:
     return shared_data_dir()
 
 
+@pytest.fixture
+def count_train_step_traces():
+    """`count(model) -> list`: wraps `model.train_step`; the list grows by one per trace."""
+
+    def count(model):
+        traces = []
+        train_step = model.train_step
+
+        def counted(data):
+            traces.append(1)  # a Python call of train_step is a trace of the train function
+            return train_step(data)
+
+        model.train_step = counted
+        return traces
+
+    return count
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     import keras

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 import tfmeta
 
@@ -47,5 +48,5 @@ def test_bad_data_errors_name_the_problem():
         am.fit(np.zeros((4, 2, 2, 2, 2)), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="rank 1"):
         am.fit(np.zeros(4), [0, 1, 0, 1])
-    with pytest.raises(ValueError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):  # scikit-learn's, a ValueError too
         am.predict(np.zeros((1, 3)))

@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfmeta.data import EpisodeSampler
 from tfmeta.metric.base import (

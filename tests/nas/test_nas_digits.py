@@ -30,7 +30,8 @@ def test_search_retrain_export_round_trip(tmp_path):
                            final_cells=1, final_filters=8, directory=str(tmp_path / "runs"),
                            export_dir=str(tmp_path / "sm"), seed=0, return_model=True)
     model = result.pop("model")
-    assert result["trials"] == 2
+    assert result["trials"] == 2 and len(result["trial_scores"]) == 2
+    assert max(result["trial_scores"]) == result["best_val_accuracy"]  # the best child is retrained
     json.dumps(result)
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["best_val_accuracy"] > 0.1
     meta = read_metadata(result["export_path"])
@@ -52,6 +53,7 @@ def test_weight_sharing_search_picks_a_searched_child_and_retrains_it(tmp_path):
                            export_dir=None, seed=0, weight_sharing=True, child_steps=4,
                            train_paths="uniform")
     assert result["weight_sharing"] and result["trials"] == 3 and result["export_path"] is None
+    assert len(result["trial_scores"]) == 3 and all(0.0 <= s <= 1.0 for s in result["trial_scores"])
     space = MicroCellSpace(num_nodes=2, ops=("sep_conv_3x3", "identity"))
     project = tmp_path / "runs" / "nas_digits"
     searched = {str(space.from_hp_values(json.loads((d / "trial.json").read_text())["hyperparameters"]["values"]))

@@ -162,7 +162,7 @@ def test_search_refuses_bad_data_and_another_networks_checkpoint(tmp_path):
         uniform.search(x, y, validation_data=(x, y), verbose=0)
 
 
-def test_weight_sharing_search_learns_resumes_and_derives(tmp_path):
+def test_weight_sharing_search_learns_resumes_and_derives(tmp_path, count_train_step_traces):
     splits = load_digits_splits()
     (x, y), (xv, yv) = splits["train"], splits["val"]
     common = dict(strategy="controller", child_steps=16, filters=8, directory=str(tmp_path), project_name="enas",
@@ -175,9 +175,11 @@ def test_weight_sharing_search_learns_resumes_and_derives(tmp_path):
                                    optimizer=keras.optimizers.Adam(1e-2), **common)
 
     first = make(6)
+    traces = count_train_step_traces(first.network)
     first.search(x, y, validation_data=(xv, yv), verbose=0)
     records = first.completed()
     assert len(records) == 6
+    assert len(traces) == 1  # six children, one trace: switching children never retraces
     # 96 shared steps of 64 images: the children's validation accuracy climbs far above chance.
     scores = [r["score"] for r in records]
     assert max(scores) > 0.5 and np.mean(scores[-2:]) > np.mean(scores[:2])

@@ -16,12 +16,12 @@ import os
 import shutil
 import time
 import warnings
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from tfmeta import export as export_lib
 from tfmeta.automodel import inputs as inputs_lib
@@ -144,7 +144,8 @@ class AutoModel(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise ValueError(f"This AutoModel is not fitted yet: call `fit` before using it.")
+            # scikit-learn's NotFittedError (a ValueError and an AttributeError), as its estimators raise.
+            raise NotFittedError("This AutoModel is not fitted yet: call `fit` before using it.")
 
     def _log(self, message: str) -> None:
         if self.verbose:
@@ -233,7 +234,7 @@ class AutoModel(BaseEstimator):
                                          num_reductions=num_reductions(shape), final_activation=activation)
 
     def _compile(self, model, classification):
-        from tfmeta.nas.search import build_optimizer
+        from tfmeta.training_state import build_training_state
 
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
@@ -242,7 +243,7 @@ class AutoModel(BaseEstimator):
             # XLA compilation of a freshly built child costs more than a short training saves.
             jit_compile=False,
         )
-        build_optimizer(model)
+        build_training_state(model)
         return model
 
     def _fit_supervised(self, x, y, validation_split, validation_data, classification):

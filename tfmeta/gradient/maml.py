@@ -83,6 +83,7 @@ from tfmeta.data.validation import check_positive_int, check_support_set
 from tfmeta.evaluation import mean_confidence_interval
 from tfmeta.fewshot import FewShotMixin
 from tfmeta.gradient.functional import KerasRunner, flatten_layers, make_runner, tile_params
+from tfmeta.training_state import PrebuiltOptimizerMixin
 
 _NEG = -1e9
 
@@ -99,7 +100,7 @@ def _check_lr(value, name: str) -> float:
     return float(value)
 
 
-class MAML(FewShotMixin, keras.Model):
+class MAML(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
     """MAML and its variants (first order, ANIL, Meta-SGD, MAML++) around any Keras model.
 
     Args:

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfmeta import backbones
 from tfmeta.fewshot import FewShotMixin
+from tfmeta.training_state import PrebuiltOptimizerMixin
 
 # ---------------------------------------------------------------------------------- helpers
 
@@ -90,7 +91,7 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------ the model
 
 
-class EpisodicMetricLearner(FewShotMixin, keras.Model):
+class EpisodicMetricLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
     """Base class of metric learners trained on N-way K-shot episodes.
 
     Subclasses implement `logits_from_embeddings(support, support_y, query, ways, training)`

@@ -33,9 +33,10 @@ import keras
 import tensorflow as tf
 
 from tfmeta.metric.base import EpisodicMetricLearner
+from tfmeta.training_state import PrebuiltOptimizerMixin
 
 
-class EpisodeDistiller(keras.Model):
+class EpisodeDistiller(PrebuiltOptimizerMixin, keras.Model):
     """Trains `student` on episodes against the true labels and the teachers' soft labels.
 
     Args:
@@ -132,6 +133,10 @@ class EpisodeDistiller(keras.Model):
         hard, accuracy = self.student.loss_and_accuracy_from_logits(logits, query_y, ways)
         return tf.cast(logits, tf.float32), tf.cast(hard, tf.float32), accuracy
 
+    def optimized_variables(self) -> list:
+        """The student's trainable variables (the teachers are frozen)."""
+        return self.student.trainable_variables
+
     def train_step(self, data):
         episodes, query_y, _ = keras.utils.unpack_x_y_sample_weight(data)
         query_y = tf.cast(query_y, tf.int32)
@@ -142,7 +147,7 @@ class EpisodeDistiller(keras.Model):
             loss = (1.0 - self.alpha) * hard + self.alpha * self.temperature**2 * soft
             regularisation = self.student.losses
             total = loss + tf.add_n(regularisation) if regularisation else loss
-        variables = self.student.trainable_variables
+        variables = self.optimized_variables()
         self.optimizer.apply(tape.gradient(total, variables), variables)
         teacher_accuracy = tf.reduce_mean(
             tf.cast(tf.equal(tf.argmax(teacher, -1, output_type=tf.int32), query_y), tf.float32)

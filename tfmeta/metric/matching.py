@@ -85,7 +85,7 @@ class MatchingNetwork(EpisodicMetricLearner):
         c = tf.zeros_like(query)
         readout = tf.zeros_like(query)
         for _ in range(self.processing_steps):
-            out, (h_hat, c) = self.query_cell(tf.concat([query, readout], axis=-1), [h, c])
+            out, (_, c) = self.query_cell(tf.concat([query, readout], axis=-1), [h, c])
             h = out + query
             attention = tf.nn.softmax(tf.matmul(h, support, transpose_b=True), axis=-1)
             readout = tf.matmul(attention, support)

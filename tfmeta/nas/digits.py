@@ -122,8 +122,10 @@ def search_digits(
 
     Returns:
         `{"best_arch", "best_val_accuracy", "test_accuracy", "search_wall_time_s",
-        "retrain_wall_time_s", "trials", "export_path", "strategy", "weight_sharing",
-        "final_params"}` (+ `"model"`). With `weight_sharing`, `best_val_accuracy` is the pick's
+        "retrain_wall_time_s", "trials", "trial_scores", "export_path", "strategy",
+        "weight_sharing", "final_params"}` (+ `"model"`). `trial_scores` are the children's
+        validation accuracies in the order they were searched (with `weight_sharing`, with the
+        shared weights of the moment). With `weight_sharing`, `best_val_accuracy` is the pick's
         accuracy with the shared weights, not after its own training.
     """
     import keras
@@ -161,6 +163,7 @@ def search_digits(
                           verbose=verbose)
         best, best_val = search.best_architecture(), search.best_score()
     search_time = time.perf_counter() - t0
+    completed = search.completed()
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -201,7 +204,8 @@ def search_digits(
         "test_accuracy": test_acc,
         "search_wall_time_s": search_time,
         "retrain_wall_time_s": retrain_time,
-        "trials": len(search.completed()),
+        "trials": len(completed),
+        "trial_scores": [record["score"] for record in completed],
         "export_path": path,
         "final_params": int(final.count_params()),
     }
