@@ -107,3 +107,12 @@ def test_a_learner_with_an_unbuilt_encoder_is_left_to_keras():
     assert not learner.optimizer.built
     history = learner.fit(episodes(), steps_per_epoch=3, epochs=1, verbose=0).history
     assert learner.optimizer.built and np.isfinite(history["loss"][0])
+
+
+def test_train_on_batch_traces_once_too(count_train_step_traces):
+    learner = maml()
+    traces = count_train_step_traces(learner)
+    (support_x, support_y, query_x), query_y = next(iter(episodes(meta_batch=2)))
+    for _ in range(2):
+        learner.train_on_batch((support_x, support_y, query_x), query_y)
+    assert len(traces) == 1 and learner.optimizer.iterations.numpy() == 2

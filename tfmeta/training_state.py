@@ -14,7 +14,7 @@ episodes) 2.2 s against 4.0 s; second-order MAML on conv4 (meta-batch 32) 7.5 s 
   supernet): builds the optimizer, and with a sample batch the compiled metrics and loss.
 - `PrebuiltOptimizerMixin`: for learners with their own `train_step` (prototypical, matching
   and relation networks, MAML, Reptile, `EpisodeDistiller`), whose metrics are created with
-  the model: `fit()` builds the optimizer on `optimized_variables()` first.
+  the model: `fit()` and `train_on_batch()` build the optimizer on `optimized_variables()` first.
 
 Example:
 
@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
@@ -63,24 +64,37 @@ def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> No
 
 
 class PrebuiltOptimizerMixin:
-    """Builds a learner's optimizer at the start of `fit()`, before the train step is traced.
+    """Builds a learner's optimizer before its train step is first traced.
 
     For `keras.Model` subclasses with their own `train_step` that apply gradients to
     `optimized_variables()` (by default `trainable_variables`) and create their metrics with
-    the model. A model with layers not built yet (variables still to come) is left to Keras.
+    the model: `fit()` and `train_on_batch()` build the optimizer first. A model with layers
+    not built yet (variables still to come) is left to Keras.
     """
 
     def optimized_variables(self) -> list:
         """The variables `train_step` applies gradients to."""
         return self.trainable_variables
 
-    def fit(self, *args, **kwargs):
+    def build_optimizer(self) -> None:
+        """Creates the optimizer's variables now (once compiled and built; else does nothing)."""
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None and not optimizer.built and _fully_built(self):
             variables = self.optimized_variables()
             if variables:
                 optimizer.build(variables)
+
+    def fit(self, *args, **kwargs):
+        self.build_optimizer()
         return super().fit(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        self.build_optimizer()
+        return super().train_on_batch(*args, **kwargs)
+
+    # Keras's own documentation of the two methods (help() would otherwise show none).
+    fit.__doc__ = inspect.getdoc(keras.Model.fit)
+    train_on_batch.__doc__ = inspect.getdoc(keras.Model.train_on_batch)
 
 
 def _fully_built(model: keras.Model) -> bool:
