@@ -84,7 +84,7 @@ def plot_digits_searches(alone: dict, shared: dict, path: Path) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description="Controller RNN NAS: NAS-Bench-Macro comparison and a digits search.")
-    p.add_argument("--quick", action="store_true", help="CI smoke run (< 60 s)")
+    p.add_argument("--quick", action="store_true", help="CI smoke run (about 2 minutes on 2 cores)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="nas-bench-macro_cifar10.json")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--budget", type=int, default=None)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tfmeta.nas.space import MicroCellSpace
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -29,6 +31,14 @@ def test_ch05_quick(tmp_path, data_dir):
     assert not alone["weight_sharing"] and shared["weight_sharing"]
     assert len(alone["trial_scores"]) == alone["trials"] == 2 and len(shared["trial_scores"]) == shared["trials"] == 3
     assert max(alone["trial_scores"]) == alone["best_val_accuracy"]
+    # ENAS: derive() picks one of the searched children, and the supernet was checkpointed.
+    project = tmp_path / "runs" / "ch05_enas_quick"
+    assert (project / "shared_weights.npz").is_file()
+    space = MicroCellSpace(num_nodes=2, ops=("sep_conv_3x3", "identity"))
+    searched = {str(space.from_hp_values(json.loads((d / "trial.json").read_text())["hyperparameters"]["values"]))
+                for d in project.glob("trial_*")}
+    assert len(searched) == 3 and shared["best_arch"] in searched
+    assert all(0.0 <= s <= 1.0 for s in shared["trial_scores"])
     for result, export in ((alone, "sm"), (shared, "sm_enas")):
         assert Path(result["export_path"]).parent == tmp_path / export
         assert (Path(result["export_path"]) / "saved_model.pb").exists()
