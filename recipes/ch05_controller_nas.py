@@ -127,17 +127,15 @@ def main(argv=None) -> dict:
           f"{digits['export_path']} ({time.perf_counter() - t1:.1f}s)")
 
     t2 = time.perf_counter()
+    enas_common = dict(directory=args.runs_dir, overwrite=True, export_dir=args.enas_export_dir, seed=0,
+                       weight_sharing=True, train_paths="uniform")
     if args.quick:
         enas = search_digits("controller", max_trials=args.enas_trials or 3, final_epochs=1, num_nodes=2,
                              ops=("sep_conv_3x3", "identity"), filters=8, final_cells=1, final_filters=8,
-                             directory=args.runs_dir, project_name="ch05_enas_quick", overwrite=True,
-                             export_dir=args.enas_export_dir, seed=0, weight_sharing=True,
-                             child_steps=args.child_steps or 4, train_paths="uniform")
+                             project_name="ch05_enas_quick", child_steps=args.child_steps or 4, **enas_common)
     else:
         enas = search_digits("controller", max_trials=args.enas_trials or 150, final_epochs=30, num_nodes=3,
-                             directory=args.runs_dir, project_name="ch05_enas", overwrite=True,
-                             export_dir=args.enas_export_dir, seed=0, weight_sharing=True,
-                             child_steps=args.child_steps or 20, train_paths="uniform")
+                             project_name="ch05_enas", child_steps=args.child_steps or 20, **enas_common)
     scores = enas["trial_scores"]
     fifth = max(1, len(scores) // 5)
     print(f"ENAS weight sharing ({enas['trials']} children, {enas['search_wall_time_s']:.1f}s against "

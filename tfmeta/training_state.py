@@ -46,17 +46,14 @@ def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> No
     changes, and the metrics are reset afterwards. Without one, only the optimizer of a built
     model is built (Keras then still traces twice, for the metrics).
     """
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
+    if getattr(model, "optimizer", None) is None:
         return  # not compiled
     sample = _is_array(x) and _is_array(y)
     if sample:
         x_sample, y_sample = x[:2], y[:2]
         y_pred = model(x_sample, training=False)  # also builds any layer not built yet
-    if not _fully_built(model):
+    if not _build_optimizer(model, model.trainable_variables):
         return
-    if not optimizer.built and model.trainable_variables:
-        optimizer.build(model.trainable_variables)
     if sample:
         model.compute_loss(x=x_sample, y=y_sample, y_pred=y_pred, training=False)
         model.compute_metrics(x_sample, y_sample, y_pred, sample_weight=None)
@@ -78,11 +75,7 @@ class PrebuiltOptimizerMixin:
 
     def build_optimizer(self) -> None:
         """Creates the optimizer's variables now (once compiled and built; else does nothing)."""
-        optimizer = getattr(self, "optimizer", None)
-        if optimizer is not None and not optimizer.built and _fully_built(self):
-            variables = self.optimized_variables()
-            if variables:
-                optimizer.build(variables)
+        _build_optimizer(self, self.optimized_variables())
 
     def fit(self, *args, **kwargs):
         self.build_optimizer()
@@ -95,6 +88,20 @@ class PrebuiltOptimizerMixin:
     # Keras's own documentation of the two methods (help() would otherwise show none).
     fit.__doc__ = inspect.getdoc(keras.Model.fit)
     train_on_batch.__doc__ = inspect.getdoc(keras.Model.train_on_batch)
+
+
+def _build_optimizer(model: keras.Model, variables: list) -> bool:
+    """Builds a compiled, fully built model's optimizer on `variables` (once).
+
+    Returns False, building nothing, when the model is not compiled or has layers not built yet
+    (an optimizer built now would miss the variables they will create).
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not _fully_built(model):
+        return False
+    if not optimizer.built and variables:
+        optimizer.build(variables)
+    return True
 
 
 def _fully_built(model: keras.Model) -> bool:

@@ -367,7 +367,7 @@ class WeightSharingTuner(base_tuner.BaseTuner):
         self.network.set_architecture(arch)
         if self._training is None or self._training[0] is not x:
             self._training = (x, tf.data.Dataset.from_tensor_slices((x, y)))  # one copy of the data, not one per trial
-            build_training_state(self.network, np.asarray(x), np.asarray(y))  # one trace of the train step, not two
+            build_training_state(self.network, x, y)  # metrics and loss too: one trace of the train step, not two
         # Each trial sees its own shuffle of the training data (seeded by the trial id), so a
         # resumed search replays the same batches.
         trial_seed = (self.seed * 1_000_003 + zlib.crc32(trial.trial_id.encode())) % (2**31)
@@ -458,7 +458,7 @@ class WeightSharingSearch(ArchitectureSearch):
                                          num_reductions=num_reductions)
         self.network.compile(optimizer=optimizer or keras.optimizers.Adam(3e-3),
                              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        build_training_state(self.network)
+        build_training_state(self.network)  # the optimizer, which a resumed search's checkpoint restores
         super().__init__(space, strategy=strategy, objective="val_accuracy", max_trials=max_trials,
                          directory=directory, project_name=project_name, overwrite=overwrite, seed=seed,
                          max_time=max_time, strategy_kwargs=strategy_kwargs, tuner_kwargs=tuner_kwargs)

@@ -75,7 +75,6 @@ class ArchitectureHyperModel(keras_tuner.HyperModel):
             kwargs = {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
             kwargs.update(self.compile_kwargs)
             model.compile(**kwargs)
-        build_training_state(model)
         return model
 
     def fit(self, hp, model, *args, **kwargs):
