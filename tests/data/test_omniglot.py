@@ -7,6 +7,7 @@ import pytest
 
 from tfmeta.data.omniglot import (
     DEFAULT_HELD_OUT_ALPHABETS,
+    TEST_PROTOCOLS,
     from_tfds_examples,
     load_omniglot,
 )
@@ -60,6 +61,21 @@ def test_rotations_are_new_classes(omniglot):
     j = int(np.flatnonzero(rotated.y == 3 + c)[0])  # first image of class 3 rotated by 90
     np.testing.assert_array_equal(rotated.x[j], np.rot90(test.x[i], 1, axes=(0, 1)))
     assert rotated.class_names[3 + c].endswith("/rot90")
+
+
+def test_test_protocols_give_the_characters_or_their_rotations(omniglot):
+    train, test = omniglot.split_by_alphabet()
+    assert TEST_PROTOCOLS == ("characters", "rotations")
+    assert test.test_classes() is test and test.test_classes("characters") is test
+    rotated = test.test_classes("rotations")
+    assert rotated.num_classes == 4 * test.num_classes == 256
+    assert np.bincount(rotated.y).tolist() == [20] * 256
+    np.testing.assert_array_equal(rotated.x, test.with_rotations().x)
+    # Still only held-out characters: no training class appears under either protocol.
+    assert {n.split("/rot")[0] for n in rotated.class_names} == set(test.class_names)
+    assert not {n.split("/rot")[0] for n in rotated.class_names} & set(train.class_names)
+    with pytest.raises(ValueError, match=r"`protocol` must be one of \['characters', 'rotations'\]; received 'rotated'"):
+        test.test_classes("rotated")
 
 
 def test_mirrors_are_new_classes_and_complete_the_symmetries(omniglot):

@@ -9,6 +9,7 @@ Example:
 >>> data = load_omniglot(("small1", "small2"))            # 242 characters, 4,840 images
 >>> train, test = data.split_by_alphabet(DEFAULT_HELD_OUT_ALPHABETS)
 >>> train = train.with_rotations()                       # x4 classes
+>>> papers_test = test.test_classes("rotations")         # the papers' test classes (x4)
 """
 
 from __future__ import annotations
@@ -25,6 +26,34 @@ from tfmeta.data.images import decode_stroke_image
 
 #: Alphabets held out for testing in tfmeta's recipes and reported numbers (64 characters).
 DEFAULT_HELD_OUT_ALPHABETS = ("Balinese", "Korean")
+
+#: How held-out characters become test classes (`OmniglotData.test_classes`):
+#: `"characters"`, one class per held-out character as drawn (tfmeta's stricter protocol: with
+#: only two held-out alphabets, most episodes compare characters of one alphabet); and
+#: `"rotations"`, each held-out character and its 90/180/270-degree rotations as four classes,
+#: the protocol of the published Omniglot figures (Vinyals et al. 2016's split, used by
+#: Snell et al. 2017's prototypical networks and Finn et al. 2017's MAML; learn2learn's
+#: Omniglot tasksets rotate test classes too).
+TEST_PROTOCOLS = ("characters", "rotations")
+
+
+
+def parse_test_protocols(protocols: str | Sequence[str]) -> list[str]:
+    """Returns the protocols of a comma list (`"characters,rotations"`) or sequence.
+
+    Raises:
+        ValueError: If it names none, or one not in `TEST_PROTOCOLS`.
+    """
+    names = protocols.split(",") if isinstance(protocols, str) else list(protocols)
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in TEST_PROTOCOLS]
+    if unknown or not names:
+        raise ValueError(
+            f"`test_protocols` must name some of {list(TEST_PROTOCOLS)}; received "
+            f"{protocols!r}."
+        )
+    return names
+
 
 #: File stem of each split in the original release and in tensorflow-datasets.
 SPLIT_FILES = {
@@ -113,6 +142,33 @@ class OmniglotData:
         return self._with_transformed_classes(
             [(np.rot90(self.x, k=angle // 90, axes=(1, 2)), f"rot{angle}") for angle in angles]
         )
+
+    def test_classes(self, protocol: str = "characters") -> "OmniglotData":
+        """Returns these (held-out) characters as the test classes of `protocol`.
+
+        Args:
+            protocol: One of `TEST_PROTOCOLS`. `"characters"` returns the data unchanged;
+                `"rotations"` adds every rotation by 90, 180 and 270 degrees as a new class
+                (x4 classes), as the split behind the published figures does (Vinyals et al.
+                2016; Snell et al. 2017; Finn et al. 2017). The characters stay unseen in
+                training either way; with rotations an episode's classes are drawn from four
+                times as many, so fewer of them are near-identical characters of one alphabet.
+
+        Raises:
+            ValueError: If `protocol` is not one of `TEST_PROTOCOLS`.
+
+        Example:
+
+        >>> train, test = load_omniglot().split_by_alphabet()
+        >>> for protocol in TEST_PROTOCOLS:
+        ...     t = test.test_classes(protocol)
+        ...     learner.evaluate_episodes(t.x, t.y, ways=5, shots=1)
+        """
+        if protocol not in TEST_PROTOCOLS:
+            raise ValueError(
+                f"`protocol` must be one of {list(TEST_PROTOCOLS)}; received {protocol!r}."
+            )
+        return self if protocol == "characters" else self.with_rotations()
 
     def with_mirrors(self) -> "OmniglotData":
         """Adds the mirror image (left-right flip) of every class as a new class.
