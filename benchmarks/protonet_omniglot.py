@@ -6,6 +6,12 @@ with 95% confidence intervals.
 
     python benchmarks/protonet_omniglot.py --ways 60 --shots 1 --steps 1500
 
+Every setting is scored under each of `--test-protocols` (default both): `characters` (each
+held-out character a class; the keys below) and `rotations` (each held-out character and each
+of its 90/180/270-degree rotations a class, the protocol of the published figures; keys
+`rotations_...`). The figures below were all measured under `characters`, before the option
+existed.
+
 `--pretrain-steps N` first trains the encoder as an ordinary classifier over all training
 classes (cross-entropy on augmented mini-batches, as in Chen et al. 2021's Meta-Baseline and
 Tian et al. 2020), reports the few-shot accuracy of that embedding alone, then meta-trains it
@@ -117,7 +123,11 @@ import tensorflow as tf  # noqa: E402
 import tfmeta  # noqa: E402
 from tfmeta.data import EpisodeSampler  # noqa: E402
 from tfmeta.data.augment import Compose, RandomAffine, RandomElastic  # noqa: E402
-from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
+from tfmeta.data.omniglot import (  # noqa: E402
+    DEFAULT_HELD_OUT_ALPHABETS,
+    load_omniglot,
+    parse_test_protocols,
+)
 from tfmeta.metric.distillation import EpisodeDistiller  # noqa: E402
 
 
@@ -193,16 +203,25 @@ def pretrain_encoder(encoder, x, y, steps, batch_size=128, lr=1e-3, augment=None
     return float(history.history["accuracy"][-1])
 
 
-def evaluate_all(model, test, episodes, results, prefix="", shot_settings=(1, 5)):
-    for ways in (5, 20):
-        for shots in shot_settings:
-            r = model.evaluate_episodes(
-                test.x, test.y, ways=ways, shots=shots, queries=15 if ways == 5 else 5,
-                episodes=episodes, seed=1234,
-            )
-            results[f"{prefix}{ways}way{shots}shot"] = r
-            print(f"{prefix}{ways}-way {shots}-shot: {100 * r['accuracy']:.2f} "
-                  f"+- {100 * r['ci95']:.2f}%", flush=True)
+def evaluate_all(model, test, episodes, results, prefix="", shot_settings=(1, 5),
+                 protocols=("characters",)):
+    """Scores `model` on the held-out characters under each test protocol, same episodes.
+
+    Keys are `{prefix}{ways}way{shots}shot` for "characters" (the first protocol's keys carry
+    no protocol name) and `{protocol}_{prefix}...` for the others.
+    """
+    for protocol in protocols:
+        classes = test.test_classes(protocol)
+        tag = "" if protocol == "characters" else f"{protocol}_"
+        for ways in (5, 20):
+            for shots in shot_settings:
+                r = model.evaluate_episodes(
+                    classes.x, classes.y, ways=ways, shots=shots, queries=15 if ways == 5 else 5,
+                    episodes=episodes, seed=1234,
+                )
+                results[f"{tag}{prefix}{ways}way{shots}shot"] = r
+                print(f"{tag}{prefix}{ways}-way {shots}-shot: {100 * r['accuracy']:.2f} "
+                      f"+- {100 * r['ci95']:.2f}%", flush=True)
 
 
 def affine_distortions(image_size: int, strength: float = 1.0) -> RandomAffine:
@@ -246,7 +265,8 @@ def train_member(args, train, test, seed, results, prefix=""):
             args.lr, augment, seed,
         )
         results[f"{prefix}pretrain_seconds"] = round(time.time() - start, 1)
-        evaluate_all(model, test, args.episodes, results, prefix=f"{prefix}pretrained_")
+        evaluate_all(model, test, args.episodes, results, prefix=f"{prefix}pretrained_",
+                     protocols=args.test_protocols)
     trainer = model
     if args.teachers:
         # Distillation: the same student and optimiser, trained against the true labels and the
@@ -276,7 +296,8 @@ def train_member(args, train, test, seed, results, prefix=""):
     results["train_seconds"] = round(results.get("train_seconds", 0.0) + seconds, 1)
     if prefix:
         results[f"{prefix}train_seconds"] = seconds
-        evaluate_all(model, test, args.episodes, results, prefix=prefix)
+        evaluate_all(model, test, args.episodes, results, prefix=prefix,
+                     protocols=args.test_protocols)
     return model
 
 
@@ -352,6 +373,11 @@ def main(argv=None) -> dict:
                         help="weight of the distillation term (with --teachers)")
     parser.add_argument("--distill-temperature", type=float, default=2.0,
                         help="softmax temperature of the soft labels (with --teachers)")
+    parser.add_argument("--test-protocols", default="characters,rotations",
+                        help="comma list of held-out test protocols (OmniglotData.test_classes): "
+                        "characters, and rotations (the papers' protocol: each held-out "
+                        "character's 90/180/270-degree rotations are classes too); keys of "
+                        "protocols other than characters start with the protocol's name")
     parser.add_argument("--views-one-shot-only", action="store_true",
                         help="score the --tta-views model on the 1-shot settings only (views "
                         "cost V encoder passes per image; 5-shot supports hold 5x the images)")
@@ -364,6 +390,10 @@ def main(argv=None) -> dict:
         parser.error(f"--ema must be in [0, 1) (0 = off); received {args.ema}")
     if args.blocks is None:
         args.blocks = tfmeta.backbones.conv4_blocks(args.image_size)
+    try:
+        args.test_protocols = parse_test_protocols(args.test_protocols)
+    except ValueError as err:
+        parser.error(f"--test-protocols: {err}")
 
     data = load_omniglot(("small1", "small2"), data_dir=args.data_dir, image_size=args.image_size)
     train, test = data.split_by_alphabet(DEFAULT_HELD_OUT_ALPHABETS)
@@ -386,7 +416,7 @@ def main(argv=None) -> dict:
         model = tfmeta.PrototypicalNetwork(encoder, distance=args.distance)
     else:
         model = members[0]
-    evaluate_all(model, test, args.episodes, results)
+    evaluate_all(model, test, args.episodes, results, protocols=args.test_protocols)
     encoder = model.encoder
     if args.tta_shift:
         # Same trained encoder, inference averaged over translated copies; same test episodes.
@@ -394,7 +424,8 @@ def main(argv=None) -> dict:
             tfmeta.backbones.with_test_time_shifts(model.encoder, args.tta_shift),
             distance=args.distance,
         )
-        evaluate_all(model, test, args.episodes, results, prefix=f"tta{args.tta_shift}_")
+        evaluate_all(model, test, args.episodes, results, prefix=f"tta{args.tta_shift}_",
+                     protocols=args.test_protocols)
     if args.tta_views:
         # Same trained encoder, embedding averaged over fixed affine distortions drawn from the
         # training augmentation (the image itself + views-1); same test episodes.
@@ -405,14 +436,15 @@ def main(argv=None) -> dict:
             distance=args.distance,
         )
         evaluate_all(model, test, args.episodes, results, prefix=f"ttaviews{args.tta_views}_",
-                     shot_settings=(1,) if args.views_one_shot_only else (1, 5))
+                     shot_settings=(1,) if args.views_one_shot_only else (1, 5),
+                     protocols=args.test_protocols)
     if args.refine_steps:
         # Same encoder (averaged over views when --tta-shift/--tta-views), transductive; same episodes.
         refined = tfmeta.PrototypicalNetwork(
             model.encoder, distance=args.distance, refine_steps=args.refine_steps
         )
         evaluate_all(refined, test, args.episodes, results,
-                     prefix=f"transductive{args.refine_steps}_")
+                     prefix=f"transductive{args.refine_steps}_", protocols=args.test_protocols)
     if args.export:
         results["export"] = model.export(args.export, metadata={"metrics": results})
     print(json.dumps(results, default=str))
