@@ -43,12 +43,18 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     views = 1 if "--test-time-views" in extra else 16  # 16 views by default
     assert result["test_time_views"] == views
     assert (result["accuracy_views"] is None) == (views == 1)
+    # Both test protocols scored; the top-level figures are the first, "characters".
+    assert result["test_protocol"] == "characters"
+    assert set(result["protocols"]) == {"characters", "rotations"}
+    assert result["protocols"]["characters"]["accuracy"] == result["accuracy"]
+    assert 0.2 <= result["protocols"]["rotations"]["accuracy"] <= 1.0
     assert result["export"] == str(export / "1")
     assert result["export_max_abs_diff"] < 1e-4  # SavedModel few_shot == in-process adaptation
     meta = json.loads((export / "1" / "tfmeta.json").read_text())
     assert meta["learner"] == "maml" and meta["adaptation"]["inner_steps"] == 3
     assert meta["adaptation"]["test_time_views"] == views  # the export adapts on the same views
     assert "few_shot" in meta["signatures"]
+    assert meta["metrics"]["rotations"]["5way_1shot_accuracy"] == result["protocols"]["rotations"]["accuracy"]
     assert meta["training"]["init_encoder"] == (None if init is None else str(init))
     assert (f"encoder initialised from {init}" in out.stdout) is (init is not None)
     proto = "--proto-head" in extra
@@ -77,6 +83,8 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     assert rescored["export"] == str(export / "2")
     assert rescored["accuracy"] == pytest.approx(result["accuracy"], abs=1e-9)
     assert rescored["accuracy_views"] == pytest.approx(result["accuracy_views"], abs=1e-9)
+    for protocol, score in result["protocols"].items():
+        assert rescored["protocols"][protocol]["accuracy"] == pytest.approx(score["accuracy"], abs=1e-9)
     assert json.loads((export / "2" / "tfmeta.json").read_text())["training"]["trained_weights"] \
         == str(weights)
     rng = np.random.default_rng(0)
