@@ -3,6 +3,9 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+
+import tfmeta
 
 from tfmeta.data import EpisodeSampler
 from tfmeta.metric.base import (
@@ -85,3 +88,45 @@ def test_fit_updates_weights_and_works_with_callbacks(digits_split, digits_mlp_e
                      callbacks=[keras.callbacks.History()])
     assert set(hist.history) >= {"loss", "accuracy"} and len(hist.history["loss"]) == 2
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize("learner", ["siamese", "siamese_koch", "protonet", "matching", "relation"])
+def test_mixed_bfloat16_encoder_gives_float32_scores_close_to_float32(digits, learner):
+    """Under `mixed_bfloat16` the encoder computes in bfloat16, but embeddings, distances and
+    logits are float32, trainable, and within bfloat16 rounding of the float32 model."""
+    x, y = digits
+    sampler = EpisodeSampler(x, y, ways=5, shots=1, queries=3, seed=0)
+    (sx, sy, qx), qy = next(iter(sampler.dataset(meta_batch=1)))
+
+    def make():
+        if learner.startswith("siamese"):
+            objective = "koch" if learner == "siamese_koch" else "contrastive"
+            return tfmeta.SiameseNetwork(tfmeta.backbones.conv4((8, 8, 1), filters=16, blocks=2), objective=objective, episode_loss="softmax")
+        cls = {"protonet": tfmeta.PrototypicalNetwork, "matching": tfmeta.MatchingNetwork,
+               "relation": tfmeta.RelationNetwork}[learner]
+        return cls(tfmeta.backbones.conv4((8, 8, 1), filters=16, blocks=2))
+
+    keras.utils.set_random_seed(0)
+    reference = make()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = make()
+        assert {layer.compute_dtype for layer in mixed.encoder.layers} >= {"bfloat16"}
+        mixed.compile(optimizer=keras.optimizers.Adam(1e-2))
+        ref_logits = reference.few_shot_logits(sx[0], sy[0], qx[0], 5)
+        mixed.few_shot_logits(sx[0], sy[0], qx[0], 5)  # builds a lazy head (Koch, relation)
+        mixed.set_weights(reference.get_weights())
+        mixed_logits = mixed.few_shot_logits(sx[0], sy[0], qx[0], 5)
+        assert mixed_logits.dtype == tf.float32
+        scale = float(tf.reduce_max(tf.abs(ref_logits)))
+        np.testing.assert_allclose(mixed_logits.numpy(), ref_logits.numpy(), atol=0.05 * scale)
+        history = mixed.fit(sampler.dataset(meta_batch=1), steps_per_epoch=30, epochs=1, verbose=0)
+        losses = history.history["loss"]
+        assert np.isfinite(losses).all()
+        reference.compile(optimizer="adam")
+        before = reference.evaluate((sx, sy, qx), qy, verbose=0, return_dict=True)["loss"]
+        after = mixed.evaluate((sx, sy, qx), qy, verbose=0, return_dict=True)["loss"]
+        assert after < before  # it learns in bfloat16
+    finally:
+        keras.config.set_dtype_policy(previous)

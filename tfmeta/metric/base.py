@@ -159,8 +159,9 @@ class EpisodicMetricLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
         return tuple(self.encoder.output_shape[1:])
 
     def embed(self, x, training=False):
-        """Encodes a batch of examples."""
-        return self.encoder(x, training=training)
+        """Encodes a batch of examples, in float32 under any dtype policy (distances and
+        prototypes stay float32 when the encoder computes in `mixed_bfloat16`)."""
+        return tf.cast(self.encoder(x, training=training), tf.float32)
 
     def few_shot_logits(self, support_x, support_y, query_x, ways):
         """`[Q, ways]` logits for one episode (no task axis); support order does not matter."""

@@ -65,7 +65,7 @@ def relation_module(
         )
     for i, units in enumerate(hidden):
         h = layers.Dense(units, activation="relu", name=f"rdense{i + 1}")(h)
-    outputs = layers.Dense(1, name="relation")(h)
+    outputs = layers.Dense(1, dtype="float32", name="relation")(h)  # float32 scores under mixed_bfloat16
     return keras.Model(inputs, outputs, name="relation_module")
 
 

@@ -242,12 +242,14 @@ class SiameseNetwork(FewShotMixin, keras.Model):
                 if self.nonneg_weights
                 else "glorot_uniform",
                 kernel_constraint=keras.constraints.NonNeg() if self.nonneg_weights else None,
+                dtype="float32",  # float32 log-odds under a mixed_bfloat16 policy
                 name="koch_head",
             )
 
     # ------------------------------------------------------------------ core
     def _embed(self, x, training=None):
-        e = self.encoder(x, training=training)
+        # float32 distances under any dtype policy (mixed_bfloat16 encoders emit bfloat16).
+        e = tf.cast(self.encoder(x, training=training), tf.float32)
         return tf.reshape(e, [tf.shape(e)[0], -1])
 
     def _pair_output(self, e1, e2):
