@@ -125,6 +125,7 @@ from tfmeta.data import EpisodeSampler  # noqa: E402
 from tfmeta.data.augment import Compose, RandomAffine, RandomElastic  # noqa: E402
 from tfmeta.data.omniglot import (  # noqa: E402
     DEFAULT_HELD_OUT_ALPHABETS,
+    TEST_PROTOCOLS,
     load_omniglot,
     parse_test_protocols,
 )
@@ -207,8 +208,8 @@ def evaluate_all(model, test, episodes, results, prefix="", shot_settings=(1, 5)
                  protocols=("characters",)):
     """Scores `model` on the held-out characters under each test protocol, same episodes.
 
-    Keys are `{prefix}{ways}way{shots}shot` for "characters" (the first protocol's keys carry
-    no protocol name) and `{protocol}_{prefix}...` for the others.
+    Keys are `{prefix}{ways}way{shots}shot` for "characters" (no protocol name, the keys the
+    figures above were measured under) and `{protocol}_{prefix}...` for the others.
     """
     for protocol in protocols:
         classes = test.test_classes(protocol)
@@ -373,7 +374,7 @@ def main(argv=None) -> dict:
                         help="weight of the distillation term (with --teachers)")
     parser.add_argument("--distill-temperature", type=float, default=2.0,
                         help="softmax temperature of the soft labels (with --teachers)")
-    parser.add_argument("--test-protocols", default="characters,rotations",
+    parser.add_argument("--test-protocols", default=",".join(TEST_PROTOCOLS),
                         help="comma list of held-out test protocols (OmniglotData.test_classes): "
                         "characters, and rotations (the papers' protocol: each held-out "
                         "character's 90/180/270-degree rotations are classes too); keys of "

@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-
 from tfmeta.data import EpisodeSampler
 from tfmeta.metric.base import (
     EpisodicMetricLearner,
@@ -99,12 +98,13 @@ def test_mixed_bfloat16_encoder_gives_float32_scores_close_to_float32(digits, le
     (sx, sy, qx), qy = next(iter(sampler.dataset(meta_batch=1)))
 
     def make():
+        encoder = tfmeta.backbones.conv4((8, 8, 1), filters=16, blocks=2)
         if learner.startswith("siamese"):
             objective = "koch" if learner == "siamese_koch" else "contrastive"
-            return tfmeta.SiameseNetwork(tfmeta.backbones.conv4((8, 8, 1), filters=16, blocks=2), objective=objective, episode_loss="softmax")
+            return tfmeta.SiameseNetwork(encoder, objective=objective, episode_loss="softmax")
         cls = {"protonet": tfmeta.PrototypicalNetwork, "matching": tfmeta.MatchingNetwork,
                "relation": tfmeta.RelationNetwork}[learner]
-        return cls(tfmeta.backbones.conv4((8, 8, 1), filters=16, blocks=2))
+        return cls(encoder)
 
     keras.utils.set_random_seed(0)
     reference = make()

@@ -37,7 +37,6 @@ DEFAULT_HELD_OUT_ALPHABETS = ("Balinese", "Korean")
 TEST_PROTOCOLS = ("characters", "rotations")
 
 
-
 def parse_test_protocols(protocols: str | Sequence[str]) -> list[str]:
     """Returns the protocols of a comma list (`"characters,rotations"`) or sequence.
 
