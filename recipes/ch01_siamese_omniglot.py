@@ -79,6 +79,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -88,6 +89,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 RECIPE = "ch01_siamese_omniglot"
+RAW_SIZE = 105  # Omniglot's drawings are 105 x 105
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -124,6 +126,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--mirrors",
         action="store_true",
         help="also add each training character's mirror image as a class (x8 with the rotations)",
+    )
+    p.add_argument(
+        "--ink-box",
+        type=int,
+        default=24,
+        help="size normalisation (tfmeta.data.ink_box): every image's ink bounding box scaled "
+        "into a centred square of this many pixels in the 28 x 28 input, from the 105 x 105 "
+        "originals; the export takes raw 105 x 105 images and normalises them in the graph "
+        "(0 = off: plain 28 x 28 downsampling)",
     )
     p.add_argument(
         "--tta-shift",
@@ -245,13 +256,19 @@ def _run(args, t_start: float) -> dict:
     import keras
 
     import tfmeta
+    from tfmeta.data.ink_box import normalize_images, with_ink_box_normalization
     from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot
     from tfmeta.data.oneshot_runs import load_oneshot_runs, make_oneshot_runs
     from tfmeta.oneshot import evaluate_saved_model
 
     keras.utils.set_random_seed(args.seed)
-    data = load_omniglot(("small1", "small2"), image_size=28, data_dir=args.data_dir)
+    # With --ink-box the images are read at full resolution and size-normalised to 28 x 28
+    # for training; the served model takes the raw images (RAW_SIZE) and normalises in the graph.
+    raw_size = RAW_SIZE if args.ink_box else 28
+    data = load_omniglot(("small1", "small2"), image_size=raw_size, data_dir=args.data_dir)
     train, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
+    if args.ink_box:
+        train = dataclasses.replace(train, x=normalize_images(train.x, box_size=args.ink_box))
     train_chars = train.num_classes
     train = train.with_rotations()
     if args.mirrors:
@@ -306,36 +323,49 @@ def _run(args, t_start: float) -> dict:
             seed=args.seed,
             data_dir=args.data_dir,
         )
-    runs = load_oneshot_runs(runs_dir, image_size=28)
-    keras_accuracy = in_process_runs_accuracy(model, runs)
+    def served(trained_encoder):
+        """A Siamese network on raw images sharing the trained weights (and head)."""
+        if args.ink_box:
+            trained_encoder = with_ink_box_normalization(
+                trained_encoder, (RAW_SIZE, RAW_SIZE, 1), box_size=args.ink_box
+            )
+        served_model = tfmeta.SiameseNetwork(trained_encoder, **siamese_kwargs)
+        served_model.head = model.head
+        return served_model
+
+    serving_model = served(encoder) if args.ink_box else model
+    runs = load_oneshot_runs(runs_dir, image_size=raw_size)
+    keras_accuracy = in_process_runs_accuracy(serving_model, runs)
     plain_accuracy = keras_accuracy
     if args.tta_shift:
         # The same trained weights without test-time shifts, on the same runs.
-        plain = tfmeta.SiameseNetwork(base_encoder, **siamese_kwargs)
-        plain.head = model.head
-        plain_accuracy = in_process_runs_accuracy(plain, runs)
+        plain_accuracy = in_process_runs_accuracy(served(base_encoder), runs)
     views_accuracy = None
     if args.tta_views:
         # The same trained weights, embeddings averaged over distorted views, on the same runs.
-        viewed = tfmeta.SiameseNetwork(
+        viewed = served(
             tfmeta.backbones.with_test_time_augmentation(
                 base_encoder, views=args.tta_views, augment=training_augmentation()
-            ),
-            **siamese_kwargs,
+            )
         )
-        viewed.head = model.head
         views_accuracy = in_process_runs_accuracy(viewed, runs)
 
-    export_path = model.export(
+    export_path = serving_model.export(
         args.export_dir,
         metadata={
             "class_names": None,
             "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),
+            "preprocessing": (
+                f"in-graph ink bounding-box normalisation ({args.ink_box} px box in 28 x 28) "
+                f"of raw {RAW_SIZE} x {RAW_SIZE} images, ink = 1"
+                if args.ink_box
+                else "28 x 28 images, ink = 1"
+            ),
             "metrics": {"oneshot20_accuracy_keras": keras_accuracy},
         },
     )
     scored = evaluate_saved_model(export_path, runs_dir)
-    plot_path = plot_pairs(model, test.x, test.y, os.path.join(args.out_dir, f"{RECIPE}_pairs.png"))
+    plot_path = plot_pairs(serving_model, test.x, test.y, os.path.join(args.out_dir, f"{RECIPE}_pairs.png"))
 
     result = {
         "recipe": RECIPE,
@@ -350,6 +380,7 @@ def _run(args, t_start: float) -> dict:
         "ways": args.ways,
         "filters": args.filters,
         "tta_shift": args.tta_shift,
+        "ink_box": args.ink_box,
         "mirrors": bool(args.mirrors),
         "dtype_policy": args.dtype_policy,
         "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),

@@ -44,6 +44,12 @@ def test_quick_recipe_trains_exports_and_scores(tmp_path, data_dir):
     assert (export / "saved_model.pb").exists() and (export / "tfmeta.json").exists()
     meta = json.loads((export / "tfmeta.json").read_text())
     assert meta["learner"] == "siamese" and set(meta["signatures"]) == {"serving_default", "few_shot"}
+    # Size normalisation is in the graph: the SavedModel takes raw 105 x 105 drawings.
+    assert result["ink_box"] == 24 and "ink bounding-box" in meta["preprocessing"]
+    import tensorflow as tf
+
+    few_shot = tf.saved_model.load(str(export)).signatures["few_shot"]
+    assert few_shot.structured_input_signature[1]["query_x"].shape.as_list() == [None, 105, 105, 1]
     assert Path(result["plot"]).stat().st_size > 1000
     assert (tmp_path / "runs" / "run01" / "class_labels.txt").exists()
     print(f"ch01 --quick took {elapsed:.1f}s (recipe reports {result['total_seconds']}s)")
