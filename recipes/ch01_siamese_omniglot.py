@@ -4,7 +4,10 @@ Trains `tfmeta.SiameseNetwork` on the Omniglot background sets (`small1` + `smal
 alphabets, 242 characters) with whole alphabets held out (`DEFAULT_HELD_OUT_ALPHABETS`:
 Balinese and Korean, 64 characters never seen in training). Training uses the other 178
 characters plus their 90/180/270-degree rotations as extra classes (712 classes) and small
-random affine distortions. Then it:
+random affine distortions. Every drawing is size-normalised first (`--ink-box 34 --image-size
+40`, `tfmeta.data.ink_box`: the ink's bounding box, read from the 105 x 105 original, scaled
+into a centred 34 x 34 square of the 40 x 40 input), and the export does the same in its graph,
+so it takes raw 105 x 105 drawings. Then it:
 
 1. builds 20-way one-shot runs in Lake's format from the held-out alphabets
    (`tfmeta.data.oneshot_runs.make_oneshot_runs`, every run within one alphabet),
@@ -27,8 +30,25 @@ scored, so a failure in scoring or export does not lose the training.
 Measured (2 shared CPU cores, 25 min of training, 40 held-out runs = 800 trials, Balinese and
 Korean held out; each run is 20 characters of ONE alphabet, as in Lake's runs):
 
-    (default) --episode-loss softmax --ways 40 --lr-schedule cosine --tta-shift 1
-              (contrastive, euclidean):     12011 steps (2 cores, briefly shared), 74.5% (error 25.5%)
+    (default) --image-size 40 --ink-box 34 --episode-loss softmax --ways 40 --lr-schedule
+              cosine --tta-shift 1 (contrastive, euclidean; 2026-12-02, AVX512 CPU, 2 free
+              cores): 4549 steps, 81.75% (error 18.25%; Balinese runs 69.3%, Korean 94.3%),
+              80.5% without the shifts; export and Keras identical. The same export on 40
+              fresh runs (make_oneshot_runs(seed=1), built after the box size was chosen):
+              82.25% (Balinese 68.8%, Korean 95.8%).
+    --image-size 28 --ink-box 24 (else default; 2 cores, a few nice-19 test runs sharing
+              them): 8397 steps, 78.9% (Balinese 62.8%, Korean 95.0%); fresh seed-1 runs 79.1%
+    box sizes at a fixed 3,000 steps, two at a time on one core each, the seed-0 runs:
+              28 --ink-box 0: 72.4%; 28 --ink-box 24: 76.9%; 28 --ink-box 28: 78.1%;
+              40 --ink-box 34: 80.25% (Balinese 65.3%). The box size was chosen on these runs,
+              so the seed-1 figure above is the unselected check.
+    --image-size 28 --ink-box 0 (plain 28 x 28 downsampling, the default before 2026-12-02;
+              the rows below are all this): 12011 steps (2 cores, briefly shared), 74.5% (error
+              25.5%); fresh seed-1 runs (stop 37's bf16 export): 76.5%
+              (the --dtype-policy mixed_bfloat16 weights below, rescored in float32: 73.4%,
+              Balinese runs 54.0%, Korean 92.8%)
+    --ink-box 24 against --ink-box 0 at a fixed 3,000 steps, the same seed-0 runs, side by side
+              on one core each: 76.9% against 72.4% (Balinese 60.0 / 52.3, Korean 93.8 / 92.5)
     same, --seed 1 (its own 40 runs):       11860 steps (2 free cores), 75.0%; the same weights
                                             without the shifts: 72.5%
     --tta-shift 0 (else default):           13354 steps (2 free cores), 72.8% (error 27.3%)
@@ -65,8 +85,10 @@ the shifts, so they stay the default (and the export).
 same 25 minutes: part of the gap may be steps, not the loss; not yet separated.) The N-pair softmax episode loss trains the same pair scores to rank the
 query's own class above the other N-1, which is exactly what a one-shot run asks.
 
-This is below the 80% target (Koch et al. report 92% with the full 30-alphabet background
-set, 105x105 images and far more compute; our training set has 178 characters).
+Size normalisation is what reached the 80% target: a plain downsampling leaves Omniglot's wide,
+low characters (Balinese above all) a few pixels tall. The Balinese runs stay the hard half, 20 of
+that alphabet's 24 curly characters in every run (Koch et al. report 92% on Lake's own runs with
+the full 30-alphabet background set and far more compute; our training set has 178 characters).
 
 The data is read from `$TFMETA_DATA_DIR` (default `../shared/data`), or tensorflow-datasets.
 """
@@ -128,13 +150,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also add each training character's mirror image as a class (x8 with the rotations)",
     )
     p.add_argument(
+        "--image-size",
+        type=int,
+        default=40,
+        help="side of the encoder's square input (conv4 with 4 blocks: 40 -> a 2 x 2 x filters "
+        "embedding, 28 -> 1 x 1)",
+    )
+    p.add_argument(
         "--ink-box",
         type=int,
-        default=24,
+        default=34,
         help="size normalisation (tfmeta.data.ink_box): every image's ink bounding box scaled "
-        "into a centred square of this many pixels in the 28 x 28 input, from the 105 x 105 "
+        "into a centred square of this many pixels in the --image-size input, from the 105 x 105 "
         "originals; the export takes raw 105 x 105 images and normalises them in the graph "
-        "(0 = off: plain 28 x 28 downsampling)",
+        "(0 = off: plain downsampling to --image-size)",
     )
     p.add_argument(
         "--tta-shift",
@@ -175,11 +204,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def training_augmentation():
-    """Koch et al.'s small affine distortions (`tfmeta.data.augment.RandomAffine`)."""
+def training_augmentation(image_size: int = 28):
+    """Koch et al.'s small affine distortions (`tfmeta.data.augment.RandomAffine`), the
+    2-pixel shift of 28 x 28 images scaled with `image_size`."""
     from tfmeta.data.augment import RandomAffine
 
-    return RandomAffine(rotation=8.6, shift=2.0, scale=0.1, shear=8.6)
+    return RandomAffine(rotation=8.6, shift=2.0 * image_size / 28, scale=0.1, shear=8.6)
 
 
 def training_dataset(train, args):
@@ -187,7 +217,7 @@ def training_dataset(train, args):
     (`tfmeta.data.augment.RandomAffine`: Koch et al.'s small affine distortions, seeded)."""
     from tfmeta.data import EpisodeSampler, PairSampler
 
-    augment = None if args.no_augment else training_augmentation()
+    augment = None if args.no_augment else training_augmentation(args.image_size)
     if args.train_on == "pairs":
         return PairSampler(train.x, train.y, seed=args.seed).dataset(args.batch_size, augment=augment)
     groups = dict(enumerate(train.alphabets)) if args.within_alphabet else None
@@ -264,11 +294,12 @@ def _run(args, t_start: float) -> dict:
     keras.utils.set_random_seed(args.seed)
     # With --ink-box the images are read at full resolution and size-normalised to 28 x 28
     # for training; the served model takes the raw images (RAW_SIZE) and normalises in the graph.
-    raw_size = RAW_SIZE if args.ink_box else 28
+    raw_size = RAW_SIZE if args.ink_box else args.image_size
     data = load_omniglot(("small1", "small2"), image_size=raw_size, data_dir=args.data_dir)
     train, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
     if args.ink_box:
-        train = dataclasses.replace(train, x=normalize_images(train.x, box_size=args.ink_box))
+        x = normalize_images(train.x, box_size=args.ink_box, output_size=args.image_size)
+        train = dataclasses.replace(train, x=x)
     train_chars = train.num_classes
     train = train.with_rotations()
     if args.mirrors:
@@ -281,7 +312,7 @@ def _run(args, t_start: float) -> dict:
         flush=True,
     )
 
-    base_encoder = tfmeta.backbones.conv4((28, 28, 1), filters=args.filters)
+    base_encoder = tfmeta.backbones.conv4((args.image_size,) * 2 + (1,), filters=args.filters)
     encoder = base_encoder
     if args.tta_shift:
         encoder = tfmeta.backbones.with_test_time_shifts(base_encoder, max_shift=args.tta_shift)
@@ -345,7 +376,7 @@ def _run(args, t_start: float) -> dict:
         # The same trained weights, embeddings averaged over distorted views, on the same runs.
         viewed = served(
             tfmeta.backbones.with_test_time_augmentation(
-                base_encoder, views=args.tta_views, augment=training_augmentation()
+                base_encoder, views=args.tta_views, augment=training_augmentation(args.image_size)
             )
         )
         views_accuracy = in_process_runs_accuracy(viewed, runs)
@@ -356,10 +387,11 @@ def _run(args, t_start: float) -> dict:
             "class_names": None,
             "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),
             "preprocessing": (
-                f"in-graph ink bounding-box normalisation ({args.ink_box} px box in 28 x 28) "
+                f"in-graph ink bounding-box normalisation ({args.ink_box} px box in "
+                f"{args.image_size} x {args.image_size}) "
                 f"of raw {RAW_SIZE} x {RAW_SIZE} images, ink = 1"
                 if args.ink_box
-                else "28 x 28 images, ink = 1"
+                else f"{args.image_size} x {args.image_size} images, ink = 1"
             ),
             "metrics": {"oneshot20_accuracy_keras": keras_accuracy},
         },
@@ -381,6 +413,7 @@ def _run(args, t_start: float) -> dict:
         "filters": args.filters,
         "tta_shift": args.tta_shift,
         "ink_box": args.ink_box,
+        "image_size": args.image_size,
         "mirrors": bool(args.mirrors),
         "dtype_policy": args.dtype_policy,
         "held_out_alphabets": list(DEFAULT_HELD_OUT_ALPHABETS),

@@ -45,7 +45,7 @@ def test_quick_recipe_trains_exports_and_scores(tmp_path, data_dir):
     meta = json.loads((export / "tfmeta.json").read_text())
     assert meta["learner"] == "siamese" and set(meta["signatures"]) == {"serving_default", "few_shot"}
     # Size normalisation is in the graph: the SavedModel takes raw 105 x 105 drawings.
-    assert result["ink_box"] == 24 and "ink bounding-box" in meta["preprocessing"]
+    assert result["ink_box"] == 34 and result["image_size"] == 40 and "ink bounding-box" in meta["preprocessing"]
     import tensorflow as tf
 
     few_shot = tf.saved_model.load(str(export)).signatures["few_shot"]
