@@ -12,11 +12,14 @@ rotated background-minus-held-out training set; random pixels, since only speed 
   (the recipe's training input), fed from already-materialised batches, so it measures the
   model alone.
 
+- `ch01_default`: the same for ch01's default training input (40-way 1-shot 5-query episodes of
+  `--image-size` 40 images with its affine distortions) and model (contrastive N-pair Siamese).
+
 The samplers are not the bottleneck when their rates are far above the model's rates.
 
 Usage:
 
-    python benchmarks/sampler_throughput.py [--seconds 5] [--quick]
+    python benchmarks/sampler_throughput.py [--seconds 5] [--quick] [--image-size 40]
 
 Prints one JSON object.
 """
@@ -54,10 +57,53 @@ def rate(iterator, seconds: float, warmup: int = 3) -> tuple[float, int]:
     return n / (time.perf_counter() - start), n
 
 
+def ch01_default_rates(seconds: float, image_size: int) -> dict:
+    """ch01's default training input against its model: 40-way 1-shot 5-query episodes of
+    `image_size` images with the recipe's affine distortions, and the contrastive N-pair
+    Siamese network (conv4, euclidean, softmax episode loss) training on them."""
+    import keras
+
+    import tfmeta
+    from tfmeta.data import EpisodeSampler
+    from tfmeta.data.augment import RandomAffine
+
+    rng = np.random.default_rng(1)
+    x = (rng.random((712 * 20, image_size, image_size, 1)) < 0.08).astype(np.float32)
+    y = np.repeat(np.arange(712), 20).astype(np.int64)
+    augment = RandomAffine(rotation=8.6, shift=2.0 * image_size / 28, scale=0.1, shear=8.6)
+    sampler = EpisodeSampler(x, y, ways=40, shots=1, queries=5, seed=0)
+    episodes_per_s, _ = rate(iter(sampler.dataset(meta_batch=1, augment=augment)), seconds)
+    model = tfmeta.SiameseNetwork(
+        tfmeta.backbones.conv4((image_size, image_size, 1)),
+        objective="contrastive", distance="euclidean", episode_loss="softmax",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    batches = [b for b in sampler.dataset(meta_batch=1, episodes=4, augment=augment)]
+    cycle = (batches[i % len(batches)] for i in range(10**9))
+
+    def steps():
+        while True:
+            xb, yb = next(cycle)
+            model.train_on_batch(xb, yb)
+            yield None
+
+    steps_per_s = rate(steps(), seconds, warmup=3)[0]
+    return {
+        "image_size": image_size,
+        "episodes_40way1shot5q_augmented_per_s": round(episodes_per_s, 1),
+        "train_steps_per_s": round(steps_per_s, 2),
+        "sampler_over_model": round(episodes_per_s / max(steps_per_s, 1e-9), 1),
+    }
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     p.add_argument("--quick", action="store_true", help="1 s per measurement")
+    p.add_argument(
+        "--image-size", type=int, default=40,
+        help="image side for the ch01-default measurement (ch01's --image-size)",
+    )
     args = p.parse_args(argv)
     seconds = 1.0 if args.quick else args.seconds
 
@@ -125,6 +171,7 @@ def main(argv=None) -> dict:
             result["episodes_per_s"]["20way1shot5q_meta_batch_1"] / max(episode_steps, 1e-9), 1
         ),
     }
+    result["ch01_default"] = ch01_default_rates(seconds, args.image_size)
     print(json.dumps(result, indent=2))
     return result
 
