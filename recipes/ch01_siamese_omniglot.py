@@ -292,7 +292,7 @@ def _run(args, t_start: float) -> dict:
     from tfmeta.oneshot import evaluate_saved_model
 
     keras.utils.set_random_seed(args.seed)
-    # With --ink-box the images are read at full resolution and size-normalised to 28 x 28
+    # With --ink-box the images are read at full resolution and size-normalised to --image-size
     # for training; the served model takes the raw images (RAW_SIZE) and normalises in the graph.
     raw_size = RAW_SIZE if args.ink_box else args.image_size
     data = load_omniglot(("small1", "small2"), image_size=raw_size, data_dir=args.data_dir)
