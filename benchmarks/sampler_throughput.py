@@ -39,9 +39,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def omniglot_sized(classes: int = 712, per_class: int = 20, seed: int = 0):
+def omniglot_sized(classes: int = 712, per_class: int = 20, seed: int = 0, image_size: int = 28):
     rng = np.random.default_rng(seed)
-    x = (rng.random((classes * per_class, 28, 28, 1)) < 0.08).astype(np.float32)
+    x = (rng.random((classes * per_class, image_size, image_size, 1)) < 0.08).astype(np.float32)
     y = np.repeat(np.arange(classes), per_class).astype(np.int64)
     return x, y
 
@@ -57,6 +57,19 @@ def rate(iterator, seconds: float, warmup: int = 3) -> tuple[float, int]:
     return n / (time.perf_counter() - start), n
 
 
+def train_steps_per_s(model, batches, seconds: float) -> float:
+    """`model.train_on_batch` steps per second, cycling over already-materialised `batches`."""
+    cycle = (batches[i % len(batches)] for i in range(10**9))
+
+    def steps():
+        while True:
+            xb, yb = next(cycle)
+            model.train_on_batch(xb, yb)
+            yield None
+
+    return rate(steps(), seconds, warmup=3)[0]
+
+
 def ch01_default_rates(seconds: float, image_size: int) -> dict:
     """ch01's default training input against its model: 40-way 1-shot 5-query episodes of
     `image_size` images with the recipe's affine distortions, and the contrastive N-pair
@@ -67,10 +80,8 @@ def ch01_default_rates(seconds: float, image_size: int) -> dict:
     from tfmeta.data import EpisodeSampler
     from tfmeta.data.augment import RandomAffine
 
-    rng = np.random.default_rng(1)
-    x = (rng.random((712 * 20, image_size, image_size, 1)) < 0.08).astype(np.float32)
-    y = np.repeat(np.arange(712), 20).astype(np.int64)
-    augment = RandomAffine(rotation=8.6, shift=2.0 * image_size / 28, scale=0.1, shear=8.6)
+    x, y = omniglot_sized(seed=1, image_size=image_size)
+    augment = RandomAffine.for_image_size(image_size, rotation=8.6, scale=0.1, shear=8.6)
     sampler = EpisodeSampler(x, y, ways=40, shots=1, queries=5, seed=0)
     episodes_per_s, _ = rate(iter(sampler.dataset(meta_batch=1, augment=augment)), seconds)
     model = tfmeta.SiameseNetwork(
@@ -79,15 +90,7 @@ def ch01_default_rates(seconds: float, image_size: int) -> dict:
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     batches = [b for b in sampler.dataset(meta_batch=1, episodes=4, augment=augment)]
-    cycle = (batches[i % len(batches)] for i in range(10**9))
-
-    def steps():
-        while True:
-            xb, yb = next(cycle)
-            model.train_on_batch(xb, yb)
-            yield None
-
-    steps_per_s = rate(steps(), seconds, warmup=3)[0]
+    steps_per_s = train_steps_per_s(model, batches, seconds)
     return {
         "image_size": image_size,
         "episodes_40way1shot5q_augmented_per_s": round(episodes_per_s, 1),
@@ -145,19 +148,8 @@ def main(argv=None) -> dict:
     pair_batches = [b for b in pairs.dataset(batch_size=128, batches=4)]
     episode_batches = [b for b in ep20.dataset(meta_batch=1, episodes=4)]
 
-    def step_rate(batches):
-        cycle = (batches[i % len(batches)] for i in range(10**9))
-
-        def steps():
-            while True:
-                xb, yb = next(cycle)
-                model.train_on_batch(xb, yb)
-                yield None
-
-        return rate(steps(), seconds, warmup=3)[0]
-
-    pair_steps = step_rate(pair_batches)
-    episode_steps = step_rate(episode_batches)
+    pair_steps = train_steps_per_s(model, pair_batches, seconds)
+    episode_steps = train_steps_per_s(model, episode_batches, seconds)
     result["siamese_train"] = {
         "pairs_batch_128_steps_per_s": round(pair_steps, 2),
         "pairs_per_s": round(pair_steps * 128, 1),

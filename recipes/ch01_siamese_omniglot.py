@@ -209,7 +209,7 @@ def training_augmentation(image_size: int = 28):
     2-pixel shift of 28 x 28 images scaled with `image_size`."""
     from tfmeta.data.augment import RandomAffine
 
-    return RandomAffine(rotation=8.6, shift=2.0 * image_size / 28, scale=0.1, shear=8.6)
+    return RandomAffine.for_image_size(image_size, rotation=8.6, scale=0.1, shear=8.6)
 
 
 def training_dataset(train, args):

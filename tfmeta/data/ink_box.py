@@ -22,6 +22,7 @@ TensorShape([1, 28, 28, 1])
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 #: Pixels above this value count as ink (images are float32, background 0, ink 1).
@@ -145,7 +146,7 @@ class InkBoxNormalization(keras.layers.Layer):
 
 def normalize_images(
     images, box_size: int = 24, output_size: int = 28, batch_size: int = 512
-) -> "np.ndarray":
+) -> np.ndarray:
     """`ink_box_normalize` over a numpy array in batches; returns float32 numpy.
 
     Example:
@@ -153,8 +154,6 @@ def normalize_images(
     >>> data = load_omniglot(("small1",), image_size=105)
     >>> x28 = normalize_images(data.x)  # [N, 28, 28, 1]
     """
-    import numpy as np
-
     _check_sizes(box_size, output_size)
     images = np.asarray(images, np.float32)
     parts = [
