@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     if args.uncalibrated:  # the ensemble as it was before temperature scaling
-        tfmeta.ensemble.FewShotEnsemble.calibrate = lambda self, *a, **k: self.temperatures
+        tfmeta.fewshot.ensemble.FewShotEnsemble.calibrate = lambda self, *a, **k: self.temperatures
     digits = load_digits()
     x, y = (digits.images / 16).astype("float32"), digits.target
     base = y < 7

@@ -1,6 +1,6 @@
 """Scores few_shot SavedModels and their soft-voting ensemble on Omniglot's held-out alphabets.
 
-Every member and the ensemble (`tfmeta.ensemble.FewShotEnsemble`: the mean of the members'
+Every member and the ensemble (`tfmeta.fewshot.ensemble.FewShotEnsemble`: the mean of the members'
 class probabilities) answer the same N-way K-shot episodes, drawn from the held-out alphabets
 of the shared background sets (`DEFAULT_HELD_OUT_ALPHABETS`), through their exported `few_shot`
 signatures, so any exported learner can be a member (MAML adapts inside its graph). The images
@@ -51,8 +51,8 @@ import tensorflow as tf  # noqa: E402
 
 from tfmeta.data.episodes import EpisodeSampler  # noqa: E402
 from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
-from tfmeta.ensemble import FewShotEnsemble  # noqa: E402
-from tfmeta.evaluation import evaluate_few_shot, mean_confidence_interval  # noqa: E402
+from tfmeta.fewshot.ensemble import FewShotEnsemble  # noqa: E402
+from tfmeta.fewshot.evaluation import evaluate_few_shot, mean_confidence_interval  # noqa: E402
 
 
 def _timed(fn, sampler, episodes, seed) -> dict:

@@ -25,7 +25,7 @@ Measured on one core each (600 test episodes; 5w1s / 5w5s / 20w1s / 20w5s):
     --pretrain-steps 4000 --steps 1500 --decay-every 500: 93.1 / 97.4 / 81.3 / 92.1
 
 `--tta-shift 1` also scores the same weights with embeddings averaged over 1-pixel translations
-(`tfmeta.backbones.with_test_time_shifts`) on the same test episodes. Measured on 2 cores:
+(`tfmeta.test_time_augmentation.with_test_time_shifts`) on the same test episodes. Measured on 2 cores:
 
     --steps 3000 --decay-every 750 --tta-shift 1 (553 s of training):
         plain 94.1 / 97.8 / 83.1 / 93.1;  shifted 94.9 / 98.2 / 85.1 / 94.1
@@ -33,7 +33,7 @@ Measured on one core each (600 test episodes; 5w1s / 5w5s / 20w1s / 20w5s):
         plain 94.0 / 97.9 / 83.7 / 93.5;  shifted 94.7 / 98.2 / 85.5 / 94.4
 
 `--tta-views N` also scores the same weights with the embedding averaged over the image and N-1
-fixed `RandomAffine` distortions (`tfmeta.backbones.with_test_time_augmentation`) on the same
+fixed `RandomAffine` distortions (`tfmeta.test_time_augmentation.with_test_time_augmentation`) on the same
 test episodes, and exports that model. Measured on 2 cores (partly shared):
 
     --steps 3000 --decay-every 750 --tta-shift 1 --tta-views 32 (924 s of training):
@@ -353,7 +353,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--tta-shift", type=int, default=0,
                         help="also score with embeddings averaged over translations of up to N "
-                        "pixels (tfmeta.backbones.with_test_time_shifts), on the same episodes")
+                        "pixels (tfmeta.test_time_augmentation.with_test_time_shifts), on the same episodes")
     parser.add_argument("--refine-steps", type=int, default=0,
                         help="also score the transductive variant (prototypes refined with the "
                         "episode's queries by N soft k-means steps) on the same episodes; the "
@@ -361,7 +361,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--tta-views", type=int, default=0,
                         help="also score the same weights with the embedding averaged over N "
                         "views: the image and N-1 fixed RandomAffine distortions "
-                        "(tfmeta.backbones.with_test_time_augmentation); exported when given")
+                        "(tfmeta.test_time_augmentation.with_test_time_augmentation); exported when given")
     parser.add_argument("--members", type=int, default=1,
                         help="train N prototypical networks (seeds seed..seed+N-1), score each, "
                         "and score their ensemble: the concatenated embeddings "
@@ -422,7 +422,7 @@ def main(argv=None) -> dict:
     if args.tta_shift:
         # Same trained encoder, inference averaged over translated copies; same test episodes.
         model = tfmeta.PrototypicalNetwork(
-            tfmeta.backbones.with_test_time_shifts(model.encoder, args.tta_shift),
+            tfmeta.test_time_augmentation.with_test_time_shifts(model.encoder, args.tta_shift),
             distance=args.distance,
         )
         evaluate_all(model, test, args.episodes, results, prefix=f"tta{args.tta_shift}_",
@@ -431,7 +431,7 @@ def main(argv=None) -> dict:
         # Same trained encoder, embedding averaged over fixed affine distortions drawn from the
         # training augmentation (the image itself + views-1); same test episodes.
         model = tfmeta.PrototypicalNetwork(
-            tfmeta.backbones.with_test_time_augmentation(
+            tfmeta.test_time_augmentation.with_test_time_augmentation(
                 encoder, views=args.tta_views, augment=affine_distortions(args.image_size, args.affine_strength)
             ),
             distance=args.distance,

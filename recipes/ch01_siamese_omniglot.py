@@ -13,7 +13,7 @@ so it takes raw 105 x 105 drawings. Then it:
    (`tfmeta.data.oneshot_runs.make_oneshot_runs`, every run within one alphabet),
 2. exports the model to `saved_models/omniglot_siamese/<version>/` (`serving_default` = pair
    similarity, `few_shot` = class probabilities),
-3. scores the *exported* SavedModel on the runs with `tfmeta.oneshot.evaluate_saved_model`
+3. scores the *exported* SavedModel on the runs with `tfmeta.fewshot.oneshot.evaluate_saved_model`
    (the same routine as `tfmeta oneshot-eval`) and checks it matches the in-process Keras model,
 4. plots a few held-out pairs with their similarity to `recipe_outputs/`.
 
@@ -71,7 +71,7 @@ Korean held out; each run is 20 characters of ONE alphabet, as in Lake's runs):
     --episode-loss pairs --within-alphabet:  6857 steps, 60.9%
 
 `--tta-shift 1` scores with each embedding averaged over the image and its eight 1-pixel
-translations (`tfmeta.backbones.with_test_time_shifts`; training is unchanged, the export
+translations (`tfmeta.test_time_augmentation.with_test_time_shifts`; training is unchanged, the export
 carries it). On the same trained weights it is worth +2.5 points in the seed-1 run above
 (`oneshot20_accuracy_without_tta` 72.5% -> 75.0%). One-off probes outside this repo (a 4-minute
 model, 100 runs = 2,000 trials) agree: 70.7% -> 73.3% with 1-pixel shifts, 73.0% with 2-pixel
@@ -170,7 +170,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=1,
         help="test-time augmentation: average embeddings over translations of up to this many "
-        "pixels (tfmeta.backbones.with_test_time_shifts; 1 = 9 views, 0 = off)",
+        "pixels (tfmeta.test_time_augmentation.with_test_time_shifts; 1 = 9 views, 0 = off)",
     )
     p.add_argument(
         "--tta-views",
@@ -178,7 +178,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0,
         help="also score the same weights with embeddings averaged over N views: the image and "
         "N-1 fixed distortions drawn from the training augmentation "
-        "(tfmeta.backbones.with_test_time_augmentation; reported, not exported; 0 = off)",
+        "(tfmeta.test_time_augmentation.with_test_time_augmentation; reported, not exported; 0 = off)",
     )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(
@@ -289,7 +289,7 @@ def _run(args, t_start: float) -> dict:
     from tfmeta.data.ink_box import normalize_images, with_ink_box_normalization
     from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot
     from tfmeta.data.oneshot_runs import load_oneshot_runs, make_oneshot_runs
-    from tfmeta.oneshot import evaluate_saved_model
+    from tfmeta.fewshot.oneshot import evaluate_saved_model
 
     keras.utils.set_random_seed(args.seed)
     # With --ink-box the images are read at full resolution and size-normalised to --image-size
@@ -315,7 +315,7 @@ def _run(args, t_start: float) -> dict:
     base_encoder = tfmeta.backbones.conv4((args.image_size,) * 2 + (1,), filters=args.filters)
     encoder = base_encoder
     if args.tta_shift:
-        encoder = tfmeta.backbones.with_test_time_shifts(base_encoder, max_shift=args.tta_shift)
+        encoder = tfmeta.test_time_augmentation.with_test_time_shifts(base_encoder, max_shift=args.tta_shift)
     siamese_kwargs = dict(
         objective=args.objective,
         distance=args.distance,
@@ -375,7 +375,7 @@ def _run(args, t_start: float) -> dict:
     if args.tta_views:
         # The same trained weights, embeddings averaged over distorted views, on the same runs.
         viewed = served(
-            tfmeta.backbones.with_test_time_augmentation(
+            tfmeta.test_time_augmentation.with_test_time_augmentation(
                 base_encoder, views=args.tta_views, augment=training_augmentation(args.image_size)
             )
         )

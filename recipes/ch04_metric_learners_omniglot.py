@@ -11,7 +11,7 @@ confidence interval. The recipe then
   characters to `recipe_outputs/ch04_embeddings.png`,
 - scores the trained prototypical network again with test-time views (`--tta-views 32`: each
   embedding averaged over the image and 31 fixed affine distortions drawn from the training
-  augmentation, `tfmeta.backbones.with_test_time_augmentation`) on the same episodes, as one
+  augmentation, `tfmeta.test_time_augmentation.with_test_time_augmentation`) on the same episodes, as one
   more row of the table,
 - exports that prototypical network (trained on 60-way episodes by default; with its views,
   which run inside the graph) to `saved_models/omniglot_protonet/<version>/`, reloads it with
@@ -340,7 +340,7 @@ def export_and_check(model, test, args, metrics: dict) -> dict:
     out = {"path": path, "max_abs_diff": diff}
     try:  # the same code path as `tfmeta oneshot-eval --model DIR --runs RUNS`
         from tfmeta.data.oneshot_runs import make_oneshot_runs
-        from tfmeta.oneshot import evaluate_saved_model
+        from tfmeta.fewshot.oneshot import evaluate_saved_model
 
         with tempfile.TemporaryDirectory() as tmp:
             runs = make_oneshot_runs(Path(tmp) / "runs", n_runs=4 if args.quick else 20,
@@ -390,7 +390,7 @@ def main(argv=None) -> dict:
             if args.tta_views > 1:
                 # The same trained encoder, its embedding averaged over fixed views; same episodes.
                 model = tfmeta.PrototypicalNetwork(
-                    tfmeta.backbones.with_test_time_augmentation(
+                    tfmeta.test_time_augmentation.with_test_time_augmentation(
                         model.encoder, views=args.tta_views, augment=affine(args)
                     )
                 )

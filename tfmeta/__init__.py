@@ -5,11 +5,15 @@ Learners are imported lazily, so `import tfmeta` stays fast:
 >>> import tfmeta
 >>> siamese = tfmeta.SiameseNetwork(tfmeta.backbones.conv4((28, 28, 1)))
 
-Importing tfmeta before TensorFlow turns on TensorFlow's oneDNN CPU kernels
-(`TF_ENABLE_ONEDNN_OPTS=1`) unless the variable is already set: TensorFlow leaves them off on
-CPUs without AVX-512, where they train a conv4 2.5x faster and are the only CPU kernels that
-differentiate the grouped convolutions of MAML's fast path (see the README). Set
-`TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's choice.
+Importing tfmeta before TensorFlow sets two environment defaults, each only when the variable
+is not already set, so scripts need no environment preamble of their own:
+
+- `TF_ENABLE_ONEDNN_OPTS=1`: TensorFlow's oneDNN CPU kernels. TensorFlow leaves them off on
+  CPUs without AVX-512, where they train a conv4 about 2.5x faster and are the only CPU kernels
+  that differentiate the grouped convolutions of MAML's vectorised path (docs/performance.md).
+  Set `TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's choice.
+- `TF_CPP_MIN_LOG_LEVEL=2`: TensorFlow's C++ start-up notices are hidden (warnings and errors
+  from Python still show). Set it to `0` to see them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import importlib
 import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfmeta.version import __version__
 
@@ -30,7 +35,12 @@ _LAZY = {
     "Reptile": "tfmeta.gradient.reptile",
     "AutoModel": "tfmeta.automodel",
 }
-_SUBMODULES = {"data", "backbones", "callbacks", "ensemble", "export", "evaluation", "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel"}
+_SUBMODULES = {
+    "data", "backbones", "test_time_augmentation", "callbacks", "training_state", "export",
+    "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel", "quickstart",
+    # deprecated homes, kept working for now: tfmeta.fewshot.{ensemble, evaluation, oneshot}
+    "ensemble", "evaluation", "oneshot",
+}
 
 __all__ = ["__version__", *_LAZY, *sorted(_SUBMODULES)]
 

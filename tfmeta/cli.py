@@ -25,7 +25,7 @@ def _quickstart(args) -> int:
 
 
 def _oneshot_eval(args) -> int:
-    from tfmeta.oneshot import evaluate_saved_model
+    from tfmeta.fewshot.oneshot import evaluate_saved_model
 
     result = evaluate_saved_model(args.model, args.runs)
     if args.json:
@@ -37,7 +37,7 @@ def _oneshot_eval(args) -> int:
 
 
 def _ensemble(args) -> int:
-    from tfmeta.ensemble import FewShotEnsemble
+    from tfmeta.fewshot.ensemble import FewShotEnsemble
 
     ensemble = FewShotEnsemble(args.models, weights=args.weights, temperatures=args.temperatures)
     path = ensemble.export(args.output)

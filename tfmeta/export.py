@@ -1,9 +1,14 @@
-"""Atomic SavedModel export in TF Serving layout: `<base_dir>/<version>/`.
+"""Atomic SavedModel export in TF Serving layout (`<base_dir>/<version>/`) and its signatures.
 
 A version directory appears only when fully written: the SavedModel and `tfmeta.json` are
 written to a hidden temporary folder beside it (TF Serving ignores non-numeric names) and
 renamed into place in one `os.rename`. An interrupted export leaves at most a `.tmp-*` folder,
-which the next export removes.
+which a later export removes.
+
+The signature builders live here too, so that every exporter writes the same contracts:
+`few_shot_endpoint` (DESIGN.md's `few_shot(support_x, support_y, query_x)`),
+`classifier_endpoint` (`serving_default: x -> {"probabilities", "classes"}`), and
+`load_few_shot_signature` reads a `few_shot` signature back with TensorFlow alone.
 """
 
 from __future__ import annotations
@@ -161,3 +166,109 @@ def read_metadata(path: str) -> dict:
     """Reads `tfmeta.json` from a version directory (or the newest version of a base dir)."""
     with open(os.path.join(latest_version_dir(path), METADATA_FILE)) as f:
         return json.load(f)
+
+
+def few_shot_endpoint(probabilities_fn: Callable, example_shape: Sequence[int]) -> Endpoint:
+    """`(fn, input_signature)` of the `few_shot` signature for a one-episode probabilities fn.
+
+    Args:
+        probabilities_fn: `(support_x [S, ...], support_y [S], query_x [Q, ...]) -> [Q, N]`.
+        example_shape: Shape of one example (without the example axis).
+
+    Returns:
+        An endpoint for `export_endpoints`: `few_shot(support_x: float32[S, ...],
+        support_y: int32[S], query_x: float32[Q, ...]) -> {"probabilities": float32[Q, N]}`.
+    """
+    shape = tuple(example_shape)
+
+    def few_shot(support_x, support_y, query_x):
+        return {"probabilities": probabilities_fn(support_x, support_y, query_x)}
+
+    return few_shot, [
+        tf.TensorSpec((None,) + shape, tf.float32, name="support_x"),
+        tf.TensorSpec((None,), tf.int32, name="support_y"),
+        tf.TensorSpec((None,) + shape, tf.float32, name="query_x"),
+    ]
+
+
+def classifier_endpoint(
+    model: Callable, input_spec: tf.TensorSpec, class_names: Sequence[Any] | None = None
+) -> Endpoint:
+    """`serving_default: x -> {"probabilities", "classes"}` for a model that outputs probabilities.
+
+    Args:
+        model: Maps a batch of inputs to `[batch, classes]` probabilities.
+        input_spec: The signature's input (its name is the input's name, e.g. `"x"`).
+        class_names: Names returned under `"classes"` (strings or numbers); `None` returns the
+            class index (int32).
+
+    Example:
+
+    >>> endpoint = classifier_endpoint(model, tf.TensorSpec([None, 8, 8], tf.float32, name="x"))
+    >>> export_endpoints("saved_models/digits", model, {"serving_default": endpoint}, meta)
+    """
+    names = None if class_names is None else tf.constant(list(class_names))
+
+    def serve(x):
+        probs = model(x, training=False)
+        index = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        return {"probabilities": probs, "classes": index if names is None else tf.gather(names, index)}
+
+    return serve, [input_spec]
+
+
+def export_classifier(
+    model: keras.Model,
+    base_dir: str,
+    metadata: Mapping[str, Any],
+    class_names: Sequence[Any] | None = None,
+    version: int | None = None,
+) -> str:
+    """Exports a Keras classifier (probabilities out) with `classifier_endpoint` as `serving_default`.
+
+    The input signature is the model's own input (its shape and dtype). Returns the version
+    directory written.
+    """
+    spec = tf.TensorSpec(
+        (None, *model.input_shape[1:]), tf.as_dtype(model.inputs[0].dtype), name="x"
+    )
+    endpoint = classifier_endpoint(model, spec, class_names)
+    return export_endpoints(base_dir, model, {"serving_default": endpoint}, metadata, version=version)
+
+
+def load_few_shot_signature(model_dir: str):
+    """Loads `model_dir` (a version dir, or a base dir: its newest version) and its `few_shot` fn.
+
+    Only TensorFlow is needed: the signature is called as exported.
+
+    Returns:
+        `(loaded object, few_shot concrete function, version directory)`.
+
+    Raises:
+        ValueError: The model has no `few_shot` signature.
+    """
+    path = latest_version_dir(model_dir)
+    loaded = tf.saved_model.load(path)
+    if "few_shot" not in loaded.signatures:
+        raise ValueError(
+            f"`model` {path} has no 'few_shot' signature; it has {sorted(loaded.signatures)}."
+        )
+    return loaded, loaded.signatures["few_shot"], path
+
+
+def few_shot_input_shape(signature) -> tuple:
+    """The `support_x` example shape (without the example axis) of a `few_shot` signature."""
+    return tuple(signature.structured_input_signature[1]["support_x"].shape[1:])
+
+
+def few_shot_function(signature) -> Callable:
+    """Wraps a loaded `few_shot` signature as `(support_x, support_y, query_x) -> probabilities`."""
+
+    def probabilities(support_x, support_y, query_x):
+        return signature(
+            support_x=tf.cast(support_x, tf.float32),
+            support_y=tf.cast(support_y, tf.int32),
+            query_x=tf.cast(query_x, tf.float32),
+        )["probabilities"]
+
+    return probabilities

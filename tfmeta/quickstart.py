@@ -11,15 +11,17 @@ import time
 
 import numpy as np
 
+from tfmeta.data.digits import load_digits_splits
+
 
 def load_digits_split(seed: int = 0, test_size: float = 0.25):
-    """scikit-learn's digits as uint8-range 8x8 images: `(x_train, x_test, y_train, y_test)`."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """scikit-learn's digits, 8 x 8 values 0..16: `(x_train, x_test, y_train, y_test)`.
 
-    digits = load_digits()
-    x = digits.images.astype(np.float32)  # (1797, 8, 8), values 0..16
-    return train_test_split(x, digits.target, test_size=test_size, random_state=seed, stratify=digits.target)
+    The split of `tfmeta.data.digits.load_digits_splits(test_size, seed=seed)`.
+    """
+    splits = load_digits_splits(test_size=test_size, seed=seed)
+    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
+    return x_train, x_test, y_train, y_test
 
 
 def run_quickstart(

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
-from tfmeta.ensemble import temper
+from tfmeta.fewshot.ensemble import temper
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_few_shot_ensemble_of_the_two_learners_is_scored_and_kept_only_if_better
     ensemble = board["ensemble"]
     assert sorted(ensemble["members"]) == ["protonet", "siamese"]
     best_single = max(board["protonet"]["score"], board["siamese"]["score"])
-    kept = isinstance(few_shot_model.model_, tfmeta.ensemble.FewShotEnsemble)
+    kept = isinstance(few_shot_model.model_, tfmeta.fewshot.ensemble.FewShotEnsemble)
     assert kept == (ensemble["score"] > best_single)
     assert few_shot_model.best_score_ == max(best_single, ensemble["score"])
     assert len(few_shot_model.members_) == (2 if kept else 1)
@@ -58,7 +58,7 @@ def kept_ensemble_model(digits, tmp_path_factory):
     x, y = digits
     base = y < 7
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tfmeta.ensemble.FewShotEnsemble, "evaluate_episodes",
+        mp.setattr(tfmeta.fewshot.ensemble.FewShotEnsemble, "evaluate_episodes",
                    lambda self, *a, **k: {"accuracy": 1.0, "ci95": 0.0, "episodes": 100})
         am = tfmeta.AutoModel(task="few_shot", learners=("protonet", "siamese"), ways=3, shots=1,
                               epochs=1, steps_per_epoch=30, seed=0, verbose=0,
@@ -69,7 +69,7 @@ def kept_ensemble_model(digits, tmp_path_factory):
 def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_model, digits, tmp_path):
     am = kept_ensemble_model
     assert am.best_learner_ == "ensemble" and am.leaderboard()[0]["learner"] == "ensemble"
-    assert isinstance(am.model_, tfmeta.ensemble.FewShotEnsemble) and len(am.members_) == 2
+    assert isinstance(am.model_, tfmeta.fewshot.ensemble.FewShotEnsemble) and len(am.members_) == 2
     x, y = digits
     sx, sy = _support(x, y, [7, 8, 9], 1, np.random.default_rng(2))
     probs = am.predict_proba(x[:30], support=(sx, sy))

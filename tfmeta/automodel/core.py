@@ -448,14 +448,14 @@ class AutoModel(BaseEstimator):
         """Soft-votes the two best learners; keeps the ensemble if it scores higher.
 
         Both members are exported (`<directory>/<project_name>/few_shot_members/`) and joined
-        in a `tfmeta.ensemble.FewShotEnsemble`. Each member's temperature is fitted on 100
+        in a `tfmeta.fewshot.ensemble.FewShotEnsemble`. Each member's temperature is fitted on 100
         other validation episodes (seed 2), so an over-confident member (MAML's probabilities
         are near one-hot) does not decide every vote; then the ensemble is scored on the very
         validation episodes that ranked the learners (seed 1). Learners of different families
         err on different tasks (Omniglot 5-way 1-shot: MAML ensemble 94.8% + prototypical
         network 95.0% -> 95.6%).
         """
-        from tfmeta.ensemble import FewShotEnsemble
+        from tfmeta.fewshot.ensemble import FewShotEnsemble
 
         t0 = time.time()
         top = sorted(learners, key=lambda t: -t[0]["score"])[:2]

@@ -55,10 +55,10 @@ the support set under the adapted weights, so it predicts single examples in inf
 **Test-time augmentation.** `test_time_views=V > 1` (image classification) makes evaluation,
 `predict_few_shot` and the exported `few_shot` signature see every image as `V` views: the
 image and `V - 1` fixed affine distortions drawn once from `tfmeta.data.augment.RandomAffine`
-(`tfmeta.backbones.draw_test_time_transforms`). The inner loop adapts on all views of the
+(`tfmeta.test_time_augmentation.draw_test_time_transforms`). The inner loop adapts on all views of the
 support set (a 1-shot task becomes a V-shot task of distorted copies) and each query's class
 probabilities are averaged over its views. Training and `adapt()` are unchanged. The warp is
-a fixed gather (`tfmeta.backbones.affine_views`), so the export still compiles with XLA.
+a fixed gather (`tfmeta.test_time_augmentation.affine_views`), so the export still compiles with XLA.
 
 Example:
 
@@ -80,7 +80,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta.data.validation import check_positive_int, check_support_set
-from tfmeta.evaluation import mean_confidence_interval
+from tfmeta.fewshot.evaluation import mean_confidence_interval
 from tfmeta.fewshot import FewShotMixin
 from tfmeta.gradient.functional import KerasRunner, flatten_layers, make_runner, tile_params
 from tfmeta.training_state import PrebuiltOptimizerMixin
@@ -238,7 +238,7 @@ class MAML(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
                     "`test_time_views` > 1 needs a model of fixed-size images [height, width, "
                     f"channels]; received a model with input shape {model.input_shape}."
                 )
-            from tfmeta.backbones import draw_test_time_transforms
+            from tfmeta.test_time_augmentation import draw_test_time_transforms
 
             self.test_time_transforms = draw_test_time_transforms(
                 self.test_time_views, shape, seed=self.test_time_seed
@@ -735,7 +735,7 @@ class MAML(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
                 "`test_time_views` > 1 needs image episodes [tasks, examples, height, width, "
                 f"channels]; received support_x of shape {support_x.shape}."
             )
-        from tfmeta.backbones import affine_views
+        from tfmeta.test_time_augmentation import affine_views
 
         views = self.test_time_views
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.data.validation import check_support_set
-from tfmeta.evaluation import evaluate_episodes
+from tfmeta.fewshot.evaluation import compiled_probabilities, evaluate_on_arrays
 
 
 class FewShotMixin:
@@ -44,18 +44,17 @@ class FewShotMixin:
     def predict_few_shot(self, support_x, support_y, query_x) -> np.ndarray:
         """Validates an episode given as arrays and returns `[Q, N]` probabilities (numpy)."""
         support_x, support_y, query_x, _ = check_support_set(support_x, support_y, query_x)
-        fn = getattr(self, "_compiled_probabilities", None)
-        if fn is None:
-            fn = tf.function(self.few_shot_probabilities, reduce_retracing=True)
-            self._compiled_probabilities = fn
-        return fn(support_x, support_y, query_x).numpy()
+        return compiled_probabilities(self)(support_x, support_y, query_x).numpy()
 
     def evaluate_episodes(
         self, x, y, ways: int, shots: int, queries: int = 15, episodes: int = 600, seed: int = 1234
     ) -> dict:
-        """Mean accuracy and 95% CI over `episodes` N-way K-shot episodes from `(x, y)`."""
-        fn = tf.function(self.few_shot_probabilities, reduce_retracing=True)
-        return evaluate_episodes(fn, x, y, ways, shots, queries, episodes, seed)
+        """Mean accuracy and 95% CI over `episodes` N-way K-shot episodes from `(x, y)`.
+
+        Scored by `tfmeta.fewshot.evaluation.score_episodes`, the loop every learner shares:
+        the same arguments give the same episodes to every learner.
+        """
+        return evaluate_on_arrays(self, x, y, ways, shots, queries, episodes, seed)
 
     # ----------------------------------------------------------------- export
     def _example_spec(self) -> tuple:
@@ -73,16 +72,7 @@ class FewShotMixin:
 
     def few_shot_endpoint(self):
         """`(fn, input_signature)` of the `few_shot` signature."""
-        spec = self._example_spec()
-
-        def few_shot(support_x, support_y, query_x):
-            return {"probabilities": self.few_shot_probabilities(support_x, support_y, query_x)}
-
-        return few_shot, [
-            tf.TensorSpec((None,) + spec, tf.float32, name="support_x"),
-            tf.TensorSpec((None,), tf.int32, name="support_y"),
-            tf.TensorSpec((None,) + spec, tf.float32, name="query_x"),
-        ]
+        return export_lib.few_shot_endpoint(self.few_shot_probabilities, self._example_spec())
 
     def export(
         self, base_dir: str, metadata: dict[str, Any] | None = None, version: int | None = None

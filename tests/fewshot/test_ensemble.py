@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfmeta import cli
 from tfmeta import export as export_lib
-from tfmeta.ensemble import FewShotEnsemble, temper
+from tfmeta.fewshot.ensemble import FewShotEnsemble, temper
 
 
 def _episode(seed=0, ways=5, shots=2, queries=7):
