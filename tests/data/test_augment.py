@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras
+
 from tfmeta.data import EpisodeSampler, PairSampler
-from tfmeta.data.augment import Compose, RandomAffine, RandomElastic
+from tfmeta.data.augment import Compose, RandomAffine, RandomElastic, SeededLayer, as_augmentation
+from tfmeta.data.seeds import StatelessSeedGenerator
 
 
 def _square(size=28):
@@ -20,6 +23,41 @@ def test_zero_distortion_is_identity():
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
     out = RandomAffine(rotation=0, shift=0, scale=0, shear=0)(x, tf.constant([1, 2], tf.int64))
     np.testing.assert_allclose(out.numpy(), x, atol=1e-5)
+
+
+# RandomAffine() for seed [5, 6] on two 28 x 28 images, as the implementation the recipes'
+# figures were measured with computed them.
+PINNED_TRANSFORMS = [
+    [0.969741, -0.066816, 2.023459, -0.004064, 0.970038, 1.317819, 0.0, 0.0],
+    [1.04657, -0.191212, 2.327726, 0.063245, 1.038837, -1.352129, 0.0, 0.0],
+]
+PINNED_INK = [68.22606, 69.413116]
+PINNED_CENTRES = [[12.616707, 12.709835], [12.230187, 13.965785]]
+
+
+def _two_shapes():
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    x[:, 10:18, 10:18] = 1.0
+    x[1, 4:8, 18:24] = 0.5
+    return x
+
+
+def test_random_affine_outputs_are_unchanged():
+    seed = tf.constant([5, 6], tf.int64)
+    aug = RandomAffine()
+    np.testing.assert_allclose(aug.transforms(2, 28, 28, seed).numpy(), PINNED_TRANSFORMS, atol=1e-5)
+    x = _two_shapes()
+    out = aug(x, seed).numpy()
+    # One bilinear resampling by those matrices, constant fill: the raw projective op's images.
+    expected = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=aug.transforms(2, 28, 28, seed), output_shape=[28, 28],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    ).numpy()
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(out.sum(axis=(1, 2, 3)), PINNED_INK, rtol=1e-5)
+    np.testing.assert_allclose(_centres(out), PINNED_CENTRES, atol=1e-4)
+    filled = RandomAffine(fill_value=0.25)(x, seed).numpy()
+    assert filled[1, 0, 0, 0] == 0.25 and filled[1, 14, 14, 0] == out[1, 14, 14, 0]  # (0, 0) maps above the image
 
 
 def test_pure_shift_moves_the_centre_of_mass_within_bounds():
@@ -75,10 +113,11 @@ def test_for_image_size_bad_arguments_name_the_argument(kwargs, name):
         RandomAffine.for_image_size(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"rotation": -1}, {"scale": 1.5}, {"shift": -2}])
+@pytest.mark.parametrize("kwargs", [{"rotation": -1}, {"scale": 1.5}, {"shift": -2}, {"shear": "10"},
+                                    {"rotation": float("nan")}, {"fill_value": "white"}, {"shift": True}])
 def test_bad_arguments_name_the_argument(kwargs):
-    name = next(iter(kwargs))
-    with pytest.raises(ValueError, match=name):
+    name, value = next(iter(kwargs.items()))
+    with pytest.raises(ValueError, match=f"`{name}` must be .*received {name}={value!r}"):
         RandomAffine(**kwargs)
 
 
@@ -150,6 +189,7 @@ def test_compose_applies_each_augmentation_with_its_own_seed():
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(alpha=-1.0), "alpha"), (dict(sigma=0.0), "sigma"), (dict(alpha="big"), "alpha"),
+    (dict(fill_value=None), "fill_value"),
 ])
 def test_elastic_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -161,3 +201,114 @@ def test_compose_rejects_no_or_uncallable_augmentations():
         Compose()
     with pytest.raises(ValueError, match="callable"):
         Compose(RandomAffine(), 3)
+
+
+def test_elastic_displacements_have_simard_statistics():
+    # Two ramp channels, I = y and I = x: away from the border the warp minus the ramps is the
+    # displacement field, whose per-axis spread follows from uniform [-1, 1] noise (variance 1/3)
+    # smoothed by the normalised Gaussian g (taps within 2 sigma): alpha * sqrt(sum(g2d^2) / 3).
+    alpha, sigma, size = 20.0, 3.0, 48
+    ys, xs = np.mgrid[:size, :size].astype(np.float32)
+    ramps = np.broadcast_to(np.stack([ys, xs], axis=-1), (32, size, size, 2))
+    moved = RandomElastic(alpha, sigma)(ramps, tf.constant([1, 2], tf.int64)).numpy() - ramps
+    inner = moved[:, 12:-12, 12:-12]
+    radius = int(np.ceil(2 * sigma))
+    g = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    g /= g.sum()
+    spread = alpha * np.sqrt(np.sum(g**2) ** 2 / 3.0)
+    np.testing.assert_allclose(inner.std(axis=(0, 1, 2)), [spread, spread], rtol=0.1)
+    # Mean displacement magnitude of two independent normal axes: spread * sqrt(pi / 2).
+    magnitude = np.sqrt((inner**2).sum(-1)).mean()
+    np.testing.assert_allclose(magnitude, spread * np.sqrt(np.pi / 2), rtol=0.1)
+    # The two axes move independently (not every pixel along one diagonal).
+    assert abs(np.corrcoef(inner[..., 0].ravel(), inner[..., 1].ravel())[0, 1]) < 0.1
+
+
+# --- Keras preprocessing layers as augmentations -------------------------------------------
+
+
+def _noise_images(n=6, size=16):
+    return np.random.default_rng(1).random((n, size, size, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize("layer", [
+    keras.layers.RandomRotation(0.1, fill_mode="constant"),
+    keras.layers.RandomTranslation(0.2, 0.2, fill_mode="constant"),
+    keras.layers.RandomZoom(0.2),
+    keras.layers.RandomShear(0.3),
+    keras.layers.RandomElasticTransform(1.0, scale=0.5),
+], ids=lambda layer: type(layer).__name__)
+def test_a_keras_layer_applies_with_the_given_seed(layer):
+    x = _noise_images()
+    augment = as_augmentation(layer)
+    a = augment(x, tf.constant([3, 4], tf.int64)).numpy()
+    keras.utils.set_random_seed(7)  # the layer's own generators are not involved
+    b = augment(x, tf.constant([3, 4], tf.int64)).numpy()
+    c = augment(x, tf.constant([3, 5], tf.int64)).numpy()
+    assert a.shape == x.shape and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 0.1 and np.abs(a - x).max() > 0.1
+    # Images of one batch get different transformations.
+    assert not np.allclose(a[0] - x[0], a[1] - x[1], atol=1e-3)
+
+
+def test_seeded_layer_keeps_rank_3_images_and_dtype():
+    augment = SeededLayer(keras.layers.RandomRotation(0.1, fill_mode="constant"))
+    x = _noise_images()
+    flat = augment(x[..., 0], tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(flat, augment(x, tf.constant([1, 2])).numpy()[..., 0])
+    half = augment(tf.constant(x, tf.float16), tf.constant([1, 2]))
+    assert half.dtype == tf.float16 and half.shape == x.shape
+
+
+def test_sequential_and_compose_give_each_layer_its_own_split_seed():
+    rotate = keras.layers.RandomRotation(0.1, fill_mode="constant")
+    zoom = keras.layers.RandomZoom(0.2, fill_mode="constant")
+    x = _noise_images()
+    seed = tf.constant([1, 2], tf.int64)
+    s = tf.random.experimental.stateless_split(seed, 2)
+    expected = SeededLayer(zoom)(SeededLayer(rotate)(x, s[0]), s[1]).numpy()
+    np.testing.assert_array_equal(as_augmentation(keras.Sequential([rotate, zoom]))(x, seed).numpy(), expected)
+    np.testing.assert_array_equal(as_augmentation(keras.layers.Pipeline([rotate, zoom]))(x, seed).numpy(), expected)
+    np.testing.assert_array_equal(Compose(rotate, zoom)(x, seed).numpy(), expected)
+    # Keras layers and tfmeta augmentations mix; a deterministic layer applies as it is.
+    mixed = Compose(rotate, RandomAffine(), keras.layers.Rescaling(2.0))(x, seed).numpy()
+    three = tf.random.experimental.stateless_split(seed, 3)
+    np.testing.assert_allclose(
+        mixed, 2 * RandomAffine()(SeededLayer(rotate)(x, three[0]), three[1]).numpy(), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("layer", [keras.layers.RandAugment(value_range=(0, 1)), keras.layers.GaussianNoise(0.1)],
+                         ids=lambda layer: type(layer).__name__)
+def test_a_layer_that_ignores_the_seed_is_refused(layer):
+    # RandAugment draws from its own generator whatever seed it is given; GaussianNoise has none.
+    with pytest.raises(ValueError, match="`augment` layer .* different images for the same seed"):
+        as_augmentation(layer)(_noise_images(), tf.constant([0, 1]))
+
+
+@pytest.mark.parametrize("augment, message", [
+    ("affine", r"`augment` must be a callable augment\(images, seed\) -> images or a Keras"),
+    (3, "`augment` must be a callable"),
+    (keras.Sequential([]), "`augment` must hold at least one layer, received an empty Sequential"),
+])
+def test_as_augmentation_names_the_argument(augment, message):
+    with pytest.raises(ValueError, match=message):
+        as_augmentation(augment)
+    assert as_augmentation(None) is None
+    affine = RandomAffine()
+    assert as_augmentation(affine) is affine
+
+
+def test_stateless_seed_generator_hands_out_a_repeatable_sequence():
+    a, b = StatelessSeedGenerator(tf.constant([4, 5])), StatelessSeedGenerator(tf.constant([4, 5], tf.int64))
+    first = [a.next().numpy().tolist() for _ in range(3)]
+    assert first == [b.next().numpy().tolist() for _ in range(3)]
+    assert len({tuple(s) for s in first}) == 3  # several draws of one call differ
+    other = StatelessSeedGenerator(tf.constant([4, 6])).next().numpy().tolist()
+    assert other != first[0]
+    assert isinstance(a, keras.random.SeedGenerator)  # what Keras's random ops accept as `seed`
+    u = keras.random.uniform([3], seed=StatelessSeedGenerator(tf.constant([4, 5])))
+    np.testing.assert_array_equal(u, keras.random.uniform([3], seed=StatelessSeedGenerator(tf.constant([4, 5]))))
+    with pytest.raises(ValueError, match=r"`seed` must be an integer tensor of shape \[2\]"):
+        StatelessSeedGenerator(tf.constant([1, 2, 3]))

@@ -4,6 +4,7 @@ Examples are their own index (x[i] = i), so every sampled image tells which exam
 it came from.
 """
 
+import keras
 import numpy as np
 import pytest
 
@@ -169,3 +170,47 @@ def test_class_groups_errors_name_the_argument():
         EpisodeSampler(x, y, ways=6, shots=1, queries=1, class_groups={c: c % 2 for c in range(10)})
     with pytest.raises(ValueError, match=r"`class_groups` has no group for classes \[9\]"):
         EpisodeSampler(x, y, ways=2, shots=1, queries=1, class_groups={c: 0 for c in range(9)})
+
+
+def image_data(n_classes=10, per_class=4, size=16):
+    rng = np.random.default_rng(2)
+    return rng.random((n_classes * per_class, size, size, 1)).astype(np.float32), np.repeat(np.arange(n_classes), per_class)
+
+
+def support_images(sampler, **kwargs):
+    return [sx.numpy() for (sx, _, _), _ in sampler.dataset(meta_batch=2, episodes=3, **kwargs)]
+
+
+@pytest.mark.parametrize("augment", [
+    keras.layers.RandomRotation(0.05, fill_mode="constant"),
+    keras.Sequential([keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant"), keras.layers.RandomZoom(0.1)]),
+], ids=["RandomRotation", "Sequential"])
+def test_a_keras_layer_augments_repeatable_episodes(augment):
+    x, y = image_data()
+    sampler = EpisodeSampler(x, y, ways=3, shots=1, queries=2, seed=4)
+    plain = support_images(sampler)
+    first = support_images(sampler, augment=augment)
+    keras.utils.set_random_seed(9)  # the layers' own generators play no part
+    again = support_images(sampler, augment=augment)
+    other = support_images(sampler, augment=augment, seed=5)
+    for a, b, p in zip(first, again, plain):
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a - p).max() > 0.1  # the images really change
+    assert all(not np.array_equal(a, c) for a, c in zip(first, other))
+    # Episode k is the same whatever came before: the third element alone equals the third of three.
+    third = next(iter(sampler.dataset(meta_batch=2, episodes=3, augment=augment).skip(2)))
+    np.testing.assert_array_equal(third[0][0].numpy(), first[2])
+    # The same drawings and labels as without augmentation: only the images move.
+    (_, sy, _), qy = next(iter(sampler.dataset(meta_batch=2, augment=augment)))
+    (_, py, _), pqy = next(iter(sampler.dataset(meta_batch=2)))
+    np.testing.assert_array_equal(sy.numpy(), py.numpy())
+    np.testing.assert_array_equal(qy.numpy(), pqy.numpy())
+
+
+def test_bad_augment_names_the_argument():
+    x, y = image_data()
+    sampler = EpisodeSampler(x, y, ways=3, shots=1, queries=1)
+    with pytest.raises(ValueError, match="`augment` must be a callable"):
+        sampler.dataset(augment="rotate")
+    with pytest.raises(ValueError, match="`augment` layer 'gaussian_noise.*' .*different images for the same seed"):
+        sampler.dataset(augment=keras.layers.GaussianNoise(0.1))

@@ -1,5 +1,6 @@
 """Statistics and errors of tfmeta.data.PairSampler (x[i] = i identifies each example)."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -80,3 +81,25 @@ def test_errors_name_the_problem():
         PairSampler(*indexed_data()).dataset(1)
     with pytest.raises(ValueError, match="same length"):
         PairSampler(x, np.arange(3))
+
+
+def test_a_keras_layer_augments_repeatable_pairs():
+    rng = np.random.default_rng(3)
+    x = rng.random((40, 16, 16, 1)).astype(np.float32)
+    y = np.repeat(np.arange(10), 4)
+    sampler = PairSampler(x, y, seed=1)
+    augment = keras.layers.RandomRotation(0.05, fill_mode="constant")
+
+    def batches(**kwargs):
+        return [(x1.numpy(), x2.numpy(), same.numpy()) for (x1, x2), same in sampler.dataset(8, batches=2, **kwargs)]
+
+    first, again, other, plain = batches(augment=augment), batches(augment=augment), \
+        batches(augment=augment, seed=2), batches()
+    for (a1, a2, s), (b1, b2, _), (c1, _, _), (p1, p2, ps) in zip(first, again, other, plain):
+        np.testing.assert_array_equal(a1, b1)
+        np.testing.assert_array_equal(a2, b2)
+        assert not np.array_equal(a1, c1)
+        np.testing.assert_array_equal(s, ps)  # the same pairs, distorted
+        assert np.abs(a1 - p1).max() > 0.1 and np.abs(a2 - p2).max() > 0.1
+    with pytest.raises(ValueError, match="`augment` must be a callable"):
+        sampler.dataset(augment=0.1)

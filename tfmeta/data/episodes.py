@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.data.augment import as_augmentation
 from tfmeta.data.seeds import seed_stream
 from tfmeta.data.validation import as_labelled_arrays, check_episode_request, check_positive_int
 
@@ -194,14 +195,19 @@ class EpisodeSampler:
             seed: Pipeline seed; defaults to the sampler's seed (0 when that is None).
             map_fn: Optional function applied to each episode `((sx, sy, qx), qy)` before
                 batching.
-            augment: Optional `augment(images, seed) -> images` applied to the support and
-                the query images with a stateless seed drawn from the episode's own seed, so
-                the pipeline stays repeatable (for example `tfmeta.data.augment.RandomAffine()`).
+            augment: Optional augmentation of the support and the query images, applied with
+                a stateless seed drawn from the episode's own seed, so the pipeline stays
+                repeatable: `augment(images, seed) -> images` (for example
+                `tfmeta.data.augment.RandomAffine()`), or a Keras image preprocessing layer
+                or `keras.Sequential` of them (for example
+                `keras.layers.RandomRotation(0.03, fill_mode="constant")`; see
+                `tfmeta.data.augment.as_augmentation`).
 
         Returns:
             A `tf.data.Dataset` of `((support_x, support_y, query_x), query_y)`.
         """
         meta_batch = check_positive_int(meta_batch, "meta_batch")
+        augment = as_augmentation(augment)
         seed = self.seed if seed is None else seed
         seed = 0 if seed is None else int(seed)
         ds = seed_stream(seed, stream=0)

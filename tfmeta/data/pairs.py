@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.data.augment import as_augmentation
 from tfmeta.data.episodes import class_index_table, sample_without_replacement
 from tfmeta.data.seeds import seed_stream
 from tfmeta.data.validation import as_labelled_arrays, check_positive_int, class_counts
@@ -120,11 +121,14 @@ class PairSampler:
             batch_size: Pairs per batch (half same, half different).
             batches: Number of batches; `None` repeats forever.
             seed: Pipeline seed; defaults to the sampler's seed (0 when that is None).
-            augment: Optional `augment(images, seed) -> images` (for example
-                `tfmeta.data.augment.RandomAffine()`, Koch et al.'s affine distortions), applied
-                to both sides of every pair with a seed drawn from the batch's own seed.
+            augment: Optional augmentation of both sides of every pair, applied with a seed
+                drawn from the batch's own seed: `augment(images, seed) -> images` (for example
+                `tfmeta.data.augment.RandomAffine()`, Koch et al.'s affine distortions), or a
+                Keras image preprocessing layer or `keras.Sequential` of them (see
+                `tfmeta.data.augment.as_augmentation`).
         """
         batch_size = check_positive_int(batch_size, "batch_size", 2)
+        augment = as_augmentation(augment)
         seed = self.seed if seed is None else seed
         seed = 0 if seed is None else int(seed)
         ds = seed_stream(seed, stream=2)
