@@ -10,6 +10,18 @@ VERSION = re.search(
     r'__version__ = "([^"]+)"', (HERE / "tfmeta" / "version.py").read_text()
 ).group(1)
 
+# What only the recipes, the benchmarks or the tests import; the library never does.
+EXTRAS = {
+    # the recipes' plots
+    "recipes": ["matplotlib>=3.7,<3.12"],
+    # benchmarks/automodel_vs_autokeras.py and the rank statistics of
+    # benchmarks/enas_rank_correlation.py
+    "bench": ["autokeras>=2.0,<3.1", "scipy>=1.10,<2"],
+    # the test suite, whose recipe smoke tests draw the recipes' plots
+    "test": ["pytest>=7,<10", "matplotlib>=3.7,<3.12"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
 setup(
     name="tfmeta",
     version=VERSION,
@@ -19,6 +31,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["tfmeta", "tfmeta.*"]),
+    # Exactly what `tfmeta/` imports at run time.
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3,<3.16",
@@ -26,7 +39,8 @@ setup(
         # KerasTuner's Tuner.run_trial imports tensorboard on the TensorFlow backend, and
         # TensorFlow 2.21 no longer installs it: without it every trial fails.
         "tensorboard>=2.16,<2.22",
-        "autokeras>=2.0,<3.1",
+        # Omniglot through tensorflow-datasets (`load_omniglot(source="tfds")`, and the
+        # fallback when the zips are missing).
         "tensorflow-datasets>=4.9,<4.10",
         # tensorflow-datasets 4.9.10 builds its dataset builders with etils, which imports
         # importlib_resources without declaring it: without it tfds.builder() fails.
@@ -34,8 +48,7 @@ setup(
         "scikit-learn>=1.3,<1.10",
         "pillow>=10,<14",
         "numpy>=1.26,<2.5",
-        "matplotlib>=3.7,<3.12",
     ],
-    extras_require={"test": ["pytest>=7,<10"]},
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["tfmeta = tfmeta.cli:main"]},
 )
