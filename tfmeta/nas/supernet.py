@@ -140,6 +140,7 @@ class SharedCellNetwork(keras.Model):
 
     Example:
 
+    >>> space = MicroCellSpace(num_nodes=2)
     >>> net = SharedCellNetwork(space, (8, 8, 1), 10)
     >>> net.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     >>> net.set_architecture(space.sample(np.random.default_rng(0)))
