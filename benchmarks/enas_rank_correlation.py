@@ -5,8 +5,9 @@ stand-alone training does (Sciuto et al. 2020 and Yu et al. 2020 found it often 
 This benchmark measures that order on scikit-learn's digits:
 
 1. `--sample` distinct architectures drawn uniformly from the micro cell space (seeded) are
-   trained from scratch as `search_digits` trains children without sharing, for `--epochs`
-   epochs, once per seed in `--standalone-seeds`: the reference order.
+   trained from scratch as a search without sharing trains its children (one normal cell per
+   stage, Adam 3e-3), for `--epochs` epochs, once per seed in `--standalone-seeds`: the
+   reference order.
 2. For each mode in `--train-paths`, a random search with weight sharing
    (`WeightSharingSearch(strategy="random")`, Li & Talwalkar's baseline) trains a supernet over
    `--trials` children of `--child-steps` batches each; then the final shared weights score
@@ -26,26 +27,23 @@ Usage:
 
 from __future__ import annotations
 
-import os
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+import time
+import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
+import keras
+import numpy as np
+from scipy import stats
 
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from tfmeta.nas.digits import build_child_model, load_digits_splits  # noqa: E402
-from tfmeta.nas.enas import WeightSharingSearch  # noqa: E402
-from tfmeta.nas.space import DEFAULT_CELL_OPS, Architecture, MicroCellSpace  # noqa: E402
+from tfmeta.data.digits import load_digits_splits
+from tfmeta.nas.cells import build_cell_model
+from tfmeta.nas.enas import WeightSharingSearch
+from tfmeta.nas.space import DEFAULT_CELL_OPS, Architecture, MicroCellSpace
 
 
 def distinct_sample(space: MicroCellSpace, k: int, seed: int) -> list[Architecture]:
@@ -61,10 +59,12 @@ def distinct_sample(space: MicroCellSpace, k: int, seed: int) -> list[Architectu
 
 
 def train_alone(space, arch, input_shape, splits, epochs: int, filters: int, seed: int) -> float:
-    """Validation accuracy of `arch` trained from scratch as `search_digits` trains a child."""
-    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["val"]
+    """Validation accuracy of `arch` trained from scratch as a search without sharing trains a
+    child: one normal cell per stage, Adam 3e-3, sparse cross-entropy."""
+    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["validation"]
     keras.utils.set_random_seed(seed)
-    model = build_child_model(space, arch, input_shape, filters)
+    model = build_cell_model(space, arch, input_shape, 10, num_cells=1, filters=filters)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Gradients do not exist")
         model.fit(x_tr, y_tr, epochs=epochs, batch_size=64, verbose=0)
@@ -107,8 +107,9 @@ def main(argv=None) -> dict:
     if args.sample < 3:
         p.error(f"--sample must be at least 3 to measure a rank order; received {args.sample}.")
 
-    splits = load_digits_splits()
-    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["val"]
+    # Stratified 60/20/20 train/validation/test split, images [N, 8, 8, 1] in [0, 1].
+    splits = load_digits_splits(test_size=0.2, validation_size=0.2, seed=0, scaled=True, channel_axis=True)
+    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["validation"]
     input_shape = x_tr.shape[1:]
     space = MicroCellSpace(num_nodes=args.nodes, ops=tuple(DEFAULT_CELL_OPS))
     directory = args.directory or tempfile.mkdtemp(prefix="enas_rank_")

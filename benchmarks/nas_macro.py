@@ -14,17 +14,14 @@ Usage:
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from tfmeta.nas.benchmarks import compare_strategies  # noqa: E402
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
+from tfmeta.nas.benchmarks import compare_strategies
 
 DEFAULT_DATA = str(Path(os.environ.get("TFMETA_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
                    / "nasbench_macro" / "nas-bench-macro_cifar10.json")

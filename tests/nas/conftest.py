@@ -1,4 +1,4 @@
-"""Fixtures for the NAS tests: the NAS-Bench-Macro table (required) and small spaces."""
+"""Fixtures for the NAS tests: the NAS-Bench-Macro table (required) and the digits splits."""
 
 from __future__ import annotations
 
@@ -18,3 +18,11 @@ def bench(macro_json):
     from tfmeta.nas.benchmarks import load_benchmark
 
     return load_benchmark("nasbench-macro", macro_json)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn digits `[N, 8, 8, 1]` in [0, 1], stratified 60/20/20: `{"train", "validation", "test"}`."""
+    from tfmeta.data.digits import load_digits_splits
+
+    return load_digits_splits(test_size=0.2, validation_size=0.2, seed=0, scaled=True, channel_axis=True)

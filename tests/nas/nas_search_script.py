@@ -10,10 +10,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from tfmeta.nas.benchmarks import load_benchmark  # noqa: E402
-from tfmeta.nas.search import ArchitectureSearch  # noqa: E402
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
+from tfmeta.nas.benchmarks import load_benchmark
+from tfmeta.nas.search import ArchitectureSearch
 
 
 def main():

@@ -66,6 +66,14 @@ def test_benchmark_script_side_by_side(macro_json, capsys):
     module.main(["--data", macro_json, "--seeds", "2", "--budget", "20"])
     report = json.loads(capsys.readouterr().out)
     assert set(report["strategies"]) == {"controller", "evolution", "random"}
-    for entry in report["strategies"].values():
-        assert len(entry["mean_trajectory"]) == 20 and 0.0 <= entry["top10_rate"] <= 1.0
+    # Each row summarises the strategy's own runs (seeds 0 and 1), as `run_tabular_search` gives them.
+    for name, entry in report["strategies"].items():
+        runs = [run_tabular_search("nasbench-macro", macro_json, name, 20, seed) for seed in (0, 1)]
+        ranks = [r["best_rank"] for r in runs]
+        assert entry["best_ranks"] == ranks
+        assert entry["top10_rate"] == np.mean([rank <= 10 for rank in ranks])
+        assert entry["median_best_rank"] == np.median(ranks)
+        assert entry["mean_best_accuracy"] == pytest.approx(np.mean([r["best_accuracy"] for r in runs]))
+        np.testing.assert_allclose(entry["mean_trajectory"], np.mean([r["trajectory"] for r in runs], axis=0),
+                                   atol=5e-4)  # the script rounds to 3 decimals
     assert report["strategies"]["controller"]["ms_per_update"] > 0

@@ -56,7 +56,11 @@ def test_reinforce_raises_probability_of_rewarded_architecture():
         c.reinforce(bad, 0.0)   # below the baseline: pushed down
     assert c.probability(good) > 2 * p_good
     assert c.probability(bad) < p_bad
-    assert 0.0 < c.baseline < 1.0 and c.num_updates == 31
+    baseline = 0.5
+    for _ in range(15):
+        for reward in (1.0, 0.0):
+            baseline = 0.99 * baseline + 0.01 * reward  # the ENAS default decay
+    assert c.baseline == pytest.approx(baseline) and c.num_updates == 31
 
 
 def test_baseline_moving_average_and_logit_clipping():

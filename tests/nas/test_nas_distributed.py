@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).with_name("nas_search_script.py")
 REPO = Path(__file__).resolve().parents[2]
 MAX_TRIALS = 12
@@ -20,6 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_share_one_controller(macro_json, tmp_path):
     port = free_port()
     base = {**os.environ, "PYTHONPATH": str(REPO), "KERASTUNER_ORACLE_IP": "127.0.0.1",

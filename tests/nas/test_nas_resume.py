@@ -64,6 +64,7 @@ def run_script(macro_json, tmp_path, *extra, env=None):
     )
 
 
+@pytest.mark.slow
 def test_resume_after_killed_subprocess(macro_json, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from tfmeta.nas.digits import build_child_model, load_digits_splits
+import keras
+
+from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.search import ArchitectureSearch
 from tfmeta.nas.space import MicroCellSpace
 
 
-def test_search_children_trace_their_train_step_once(tmp_path, count_train_step_traces):
-    splits = load_digits_splits()
-    (x, y), (xv, yv) = splits["train"], splits["val"]
+def test_search_children_trace_their_train_step_once(digits, tmp_path, count_train_step_traces):
+    (x, y), (xv, yv) = digits["train"], digits["validation"]
     space = MicroCellSpace(num_nodes=2, ops=("max_pool_3x3", "identity"))  # weightless ops: quick to trace
     traces_per_child = []
 
     def child(arch):
-        model = build_child_model(space, arch, x.shape[1:], filters=8)
+        model = build_cell_model(space, arch, x.shape[1:], 10, filters=8)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
         traces_per_child.append(count_train_step_traces(model))
         return model
 

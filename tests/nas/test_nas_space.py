@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras_tuner
 import numpy as np
@@ -111,3 +115,28 @@ def test_errors_name_argument():
         SearchSpace([Decision("a", (1, 2)), Decision("a", (1, 2))])
     with pytest.raises(ValueError, match="distinct"):
         Decision("a", (1, 1))
+
+
+def test_spaces_need_neither_keras_nor_the_builders():
+    # Spaces validate op names on their own side: importing and building one loads no model code.
+    code = (
+        "import sys\n"
+        "from tfmeta.nas.space import MicroCellSpace\n"
+        "MicroCellSpace(num_nodes=2, ops=('sep_conv_3x3', 'identity'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow') "
+        "or m in ('tfmeta.nas.cells', 'tfmeta.nas.operations', 'tfmeta.nas.builders')))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_space_module_keeps_every_name_it_exported():
+    import tfmeta.nas.space as space
+
+    for name in ("Architecture", "Decision", "SearchSpace", "MacroSpace", "MicroCellSpace", "DenseSpace",
+                 "space_from_config", "DEFAULT_CELL_OPS", "SHORT_OP_NAMES", "MACRO_BENCH_OPS", "Scalar"):
+        assert name in space.__all__ and hasattr(space, name)
+    assert space.MicroCellSpace().ops == space.DEFAULT_CELL_OPS
+    assert space.MacroSpace().ops == space.MACRO_BENCH_OPS

@@ -2,11 +2,16 @@
 
 Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light):
 
-- `space`: `Decision`, `SearchSpace` (your own spaces), `MicroCellSpace` (NASNet/ENAS cells),
-  `MacroSpace` (one op per layer, NAS-Bench-Macro), `DenseSpace` (dense blocks for tables),
-  and the JSON-serialisable `Architecture`.
-- `cells`: `build_cell_model` (stack N normal cells with reduction cells between stages),
-  `build_macro_model`, `build_dense_model`, `build_model`; `Cell` is supernet-ready (ENAS).
+- `space` (a package): `Decision` and the JSON-serialisable `Architecture`
+  (`space.architecture`), `SearchSpace` (your own spaces; `space.search_space`), the built-in
+  `MacroSpace` (one op per layer, NAS-Bench-Macro), `MicroCellSpace` (NASNet/ENAS cells) and
+  `DenseSpace` (dense blocks for tables), the operation names spaces accept (`space.op_names`)
+  and `space_from_config`.
+- `operations`: the cell operations as Keras layers (`OPS`: name -> layer factory; adding one
+  registers its name with the spaces), `op_key` (the weight-sharing key of an op).
+- `cells`: `Cell` (supernet-ready: `Cell(None, ...)` owns every candidate op) and
+  `build_cell_model` (stack N normal cells with reduction cells between stages).
+- `builders`: `build_macro_model`, `build_dense_model`, and `build_model` for any built-in space.
 - `controller`: `ControllerRNN` (LSTM policy, REINFORCE with baseline, entropy bonus,
   temperature, tanh logit clipping; ENAS defaults).
 - `strategies`: `ControllerStrategy`, `EvolutionStrategy` (regularized evolution),
@@ -15,9 +20,11 @@ Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light)
   `RandomArchitectureOracle`): resumable, distributable with KerasTuner's chief/workers.
 - `search`: `ArchitectureSearch`, the facade (train children with `build_model` or score
   them with any `evaluate` function).
-- `enas`: ENAS weight sharing: `SharedCell`, `SharedCellNetwork` (one supernet, the child
-  chosen by a variable, no retracing) and `WeightSharingSearch` (trials train the shared
-  weights; resumable like every search).
+- `supernet`: the ENAS supernet: `SharedCell`, `SharedCellNetwork` (one network, the child
+  chosen by a variable, no retracing).
+- `checkpoint`: a model's and its optimizer's variables in one atomically written `.npz`.
+- `enas`: ENAS weight-sharing search: `WeightSharingSearch` (trials train the shared weights;
+  resumable like every search) and `UniformPathSampler` (single-path one-shot training).
 - `benchmarks`: NAS-Bench-Macro tabular objective and `run_tabular_search` (`tfmeta search`).
 - `digits`: a real search on scikit-learn digits, retraining and SavedModel export.
 
@@ -45,12 +52,12 @@ _LAZY = {
     "DenseSpace": "space",
     "Architecture": "space",
     "space_from_config": "space",
+    "OPS": "operations",
     "Cell": "cells",
-    "OPS": "cells",
     "build_cell_model": "cells",
-    "build_macro_model": "cells",
-    "build_dense_model": "cells",
-    "build_model": "cells",
+    "build_macro_model": "builders",
+    "build_dense_model": "builders",
+    "build_model": "builders",
     "ControllerRNN": "controller",
     "Strategy": "strategies",
     "ControllerStrategy": "strategies",
@@ -62,14 +69,17 @@ _LAZY = {
     "EvolutionOracle": "oracles",
     "RandomArchitectureOracle": "oracles",
     "ArchitectureSearch": "search",
-    "SharedCell": "enas",
-    "SharedCellNetwork": "enas",
+    "SharedCell": "supernet",
+    "SharedCellNetwork": "supernet",
     "WeightSharingSearch": "enas",
     "UniformPathSampler": "enas",
     "NASBenchMacro": "benchmarks",
     "run_tabular_search": "benchmarks",
 }
-_SUBMODULES = {"space", "cells", "controller", "strategies", "oracles", "search", "enas", "benchmarks", "digits"}
+_SUBMODULES = {
+    "space", "operations", "cells", "builders", "controller", "strategies", "oracles", "search",
+    "supernet", "checkpoint", "enas", "benchmarks", "digits",
+}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 

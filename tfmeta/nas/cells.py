@@ -1,22 +1,21 @@
-"""Build Keras models from architectures: cells (images), macro layers, dense blocks (tables).
+"""Cell networks: the NASNet / ENAS micro `Cell` and `build_cell_model`, cells stacked.
 
-- `build_cell_model(space, arch, input_shape, num_classes, num_cells=N)`: the NASNet "search
-  small, stack more" network: stem, then `num_reductions + 1` stages of N normal cells with a
-  reduction cell (stride 2, filters x2) between stages, global pooling and a classifier. The
-  same architecture can be searched with N=1 and transferred with a larger N / filters.
-- `build_macro_model(space, arch, ...)`: one searched op per layer (identity or MobileNetV2
-  inverted residual blocks), NAS-Bench-Macro-like layout.
-- `build_dense_model(space, arch, ...)`: dense blocks for tabular data.
+`build_cell_model(space, arch, input_shape, num_classes, num_cells=N)` is the NASNet "search
+small, stack more" network: stem, then `num_reductions + 1` stages of N normal cells with a
+reduction cell (stride 2, filters x2) between stages, global pooling and a classifier. The
+same architecture can be searched with N=1 and transferred with a larger N / filters.
 
 Weight sharing (ENAS) builds on this: a `Cell` names every operation it owns by its position
-key `"node{i}/in{slot}/{op}"` (`op_key`), and `Cell(nodes=None)` instantiates *every*
-candidate key, so each child reuses exactly the weights of the keys it selects (one set of
-weights per node, input slot and op). `tfmeta.nas.enas.SharedCell` is that supernet cell with
-the child given as a tensor (no retracing between children) and `SharedCellNetwork` /
-`WeightSharingSearch` search with it.
+key `"node{i}/in{slot}/{op}"` (`tfmeta.nas.operations.op_key`), and `Cell(nodes=None)`
+instantiates *every* candidate key, so each child reuses exactly the weights of the keys it
+selects (one set of weights per node, input slot and op). `tfmeta.nas.supernet.SharedCell` is
+that supernet cell with the child given as a tensor (no retracing between children).
+
+Macro-layer and dense-block models are built in `tfmeta.nas.builders`.
 
 Example:
 
+>>> import numpy as np
 >>> from tfmeta.nas.space import MicroCellSpace
 >>> space = MicroCellSpace(num_nodes=2)
 >>> model = build_cell_model(space, space.sample(np.random.default_rng(0)), (8, 8, 1), 10)
@@ -26,99 +25,28 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
 from keras import layers
 
-from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace
+from tfmeta._deprecation import moved_names
+from tfmeta.nas import operations
+from tfmeta.nas.space import Architecture, MicroCellSpace
+
+# Names that lived here before the builders were split by idea.
+__getattr__ = moved_names(__name__, {
+    "BN_MOMENTUM": "tfmeta.nas.operations",
+    "FactorizedReduce": "tfmeta.nas.operations",
+    "OPS": "tfmeta.nas.operations",
+    "op_key": "tfmeta.nas.operations",
+    "build_macro_model": "tfmeta.nas.builders",
+    "build_dense_model": "tfmeta.nas.builders",
+    "build_model": "tfmeta.nas.builders",
+})
 
 
-BN_MOMENTUM = 0.9  # short child trainings: moving statistics must warm up within a few epochs
-
-# ---------------------------------------------------------------------------------------
-# Operations
-# ---------------------------------------------------------------------------------------
-class FactorizedReduce(layers.Layer):
-    """ReLU, two 1x1 stride-2 convs on the input and the input shifted by one pixel, concat, BN.
-
-    Halves the spatial size without losing half the pixels (NASNet/ENAS identity at stride 2).
-    """
-
-    def __init__(self, filters: int, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        half = filters // 2
-        self.conv_a = layers.Conv2D(half, 1, strides=2, padding="same", use_bias=False)
-        self.conv_b = layers.Conv2D(filters - half, 1, strides=2, padding="same", use_bias=False)
-        self.bn = layers.BatchNormalization(momentum=BN_MOMENTUM)
-
-    def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        self.conv_a.build(input_shape)
-        self.conv_b.build(input_shape)
-        self.bn.build((*input_shape[:-1], self.filters))
-        self.built = True
-
-    def call(self, x, training=None):
-        x = keras.ops.relu(x)
-        a = self.conv_a(x)
-        shifted = keras.ops.pad(x[:, 1:, 1:, :], [[0, 0], [0, 1], [0, 1], [0, 0]])
-        b = self.conv_b(shifted)
-        return self.bn(keras.ops.concatenate([a, b], axis=-1), training=training)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
-
-
-def _relu_conv_bn(filters: int, kernel: int, strides: int, name: str, separable=False, dilation=1):
-    conv_cls = layers.SeparableConv2D if separable else layers.Conv2D
-    return keras.Sequential(
-        [
-            layers.ReLU(),
-            conv_cls(filters, kernel, strides=strides, padding="same", dilation_rate=dilation, use_bias=False),
-            layers.BatchNormalization(momentum=BN_MOMENTUM),
-        ],
-        name=name,
-    )
-
-
-def _identity(filters: int, strides: int, name: str):
-    return layers.Identity(name=name) if strides == 1 else FactorizedReduce(filters, name=name)
-
-
-def _pool(kind):
-    def make(filters: int, strides: int, name: str):
-        cls = layers.AveragePooling2D if kind == "avg" else layers.MaxPooling2D
-        return cls(3, strides=strides, padding="same", name=name)
-
-    return make
-
-
-OPS: dict[str, Callable[[int, int, str], layers.Layer]] = {
-    "sep_conv_3x3": lambda f, s, n: _relu_conv_bn(f, 3, s, n, separable=True),
-    "sep_conv_5x5": lambda f, s, n: _relu_conv_bn(f, 5, s, n, separable=True),
-    "avg_pool_3x3": _pool("avg"),
-    "max_pool_3x3": _pool("max"),
-    "identity": _identity,
-    "conv_3x3": lambda f, s, n: _relu_conv_bn(f, 3, s, n),
-    "conv_1x1": lambda f, s, n: _relu_conv_bn(f, 1, s, n),
-    "dil_conv_3x3": lambda f, s, n: _relu_conv_bn(f, 3, s, n, separable=True, dilation=2) if s == 1
-    else _relu_conv_bn(f, 3, s, n, separable=True),
-}
-"""Cell operations: `name -> factory(filters, strides, layer_name) -> keras layer`.
-Register your own by adding to this dict before building a `MicroCellSpace` that uses it."""
-
-
-def op_key(node: int, slot: int, op: str) -> str:
-    """The weight-sharing key of an operation: node index, input slot (0/1) and op name."""
-    return f"node{node}/in{slot}/{op}"
-
-
-# ---------------------------------------------------------------------------------------
-# Cells
-# ---------------------------------------------------------------------------------------
 class Cell(layers.Layer):
     """A NASNet/ENAS micro cell.
 
@@ -149,23 +77,28 @@ class Cell(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if nodes is None and (ops is None or num_nodes is None):
+            raise ValueError(
+                "`ops` and `num_nodes` are required when `nodes` is None (supernet cell); received "
+                f"ops={ops!r}, num_nodes={num_nodes!r}."
+            )
         self.nodes = [tuple(n) for n in nodes] if nodes is not None else None
         self.filters = filters
         self.reduction = reduction
         self.reduce_prev = reduce_prev
         self.num_nodes = len(self.nodes) if self.nodes is not None else int(num_nodes)
         self.candidate_ops = tuple(ops) if ops is not None else None
-        if self.nodes is None and (ops is None or num_nodes is None):
-            raise ValueError("`ops` and `num_nodes` are required when `nodes` is None (supernet cell).")
         # A child only calibrates the cell inputs its nodes read (no weights without gradients);
         # a supernet cell calibrates both.
         read = {n[0] for n in self.nodes} | {n[2] for n in self.nodes} if self.nodes is not None else {0, 1}
         self.pre0 = None
         if 0 in read:
             self.pre0 = (
-                FactorizedReduce(filters, name="pre0_reduce") if reduce_prev else _relu_conv_bn(filters, 1, 1, "pre0")
+                operations.FactorizedReduce(filters, name="pre0_reduce")
+                if reduce_prev
+                else operations.relu_conv_bn(filters, 1, 1, "pre0")
             )
-        self.pre1 = _relu_conv_bn(filters, 1, 1, "pre1") if 1 in read else None
+        self.pre1 = operations.relu_conv_bn(filters, 1, 1, "pre1") if 1 in read else None
         self.op_layers: dict[str, layers.Layer] = {}
         for i in range(self.num_nodes):
             for slot in (0, 1):
@@ -175,17 +108,17 @@ class Cell(layers.Layer):
                 else:
                     candidates = [(inp, op) for inp in range(i + 2) for op in self.candidate_ops]
                 for inp, op in candidates:
-                    key = op_key(i, slot, op)
+                    key = operations.op_key(i, slot, op)
                     strides = 2 if reduction and inp < 2 else 1
                     # Ops reading a cell input in a reduction cell have stride 2; a supernet
                     # keeps separate weights for the stride-2 variant.
                     full_key = key if strides == 1 else key + "/s2"
                     if full_key not in self.op_layers:
-                        self.op_layers[full_key] = OPS[op](filters, strides, full_key.replace("/", "_"))
-        self.project = _relu_conv_bn(filters, 1, 1, "project")
+                        self.op_layers[full_key] = operations.make_op(op, filters, strides, full_key.replace("/", "_"))
+        self.project = operations.relu_conv_bn(filters, 1, 1, "project")
 
     def _op(self, node, slot, inp, op):
-        key = op_key(node, slot, op)
+        key = operations.op_key(node, slot, op)
         return self.op_layers[key + "/s2" if self.reduction and inp < 2 else key]
 
     def call(self, inputs, nodes=None, training=None):
@@ -275,7 +208,7 @@ def build_cell_model(
     reduce = space.cell(arch, "reduce")
     inputs = keras.Input(input_shape)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=operations.BN_MOMENTUM, name="stem_bn")(x)
     h0, h1 = x, x
     f = filters
     reduce_prev = False
@@ -296,111 +229,3 @@ def build_cell_model(
         x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation=final_activation, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
-
-
-# ---------------------------------------------------------------------------------------
-# Macro and dense models
-# ---------------------------------------------------------------------------------------
-def _mbconv(x, filters: int, kernel: int, expand: int, name: str):
-    """MobileNetV2 inverted residual block (stride 1, residual when shapes match)."""
-    inp = x
-    c = x.shape[-1]
-    x = layers.Conv2D(c * expand, 1, use_bias=False, name=f"{name}_expand")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn0")(x)
-    x = layers.ReLU(6.0)(x)
-    x = layers.DepthwiseConv2D(kernel, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(x)
-    x = layers.ReLU(6.0)(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(x)
-    return layers.Add()([inp, x]) if c == filters else x
-
-
-def build_macro_model(
-    space: MacroSpace,
-    arch: Architecture,
-    input_shape: Sequence[int],
-    num_classes: int,
-    filters: int = 16,
-    final_activation: str | None = "softmax",
-    name: str = "macro_net",
-) -> keras.Model:
-    """One searched op per layer: `identity`, `mbconv_k{K}_e{E}` (MobileNetV2 blocks).
-
-    NAS-Bench-Macro-like layout: stem conv, three stages over the searched layers with a fixed
-    stride-2 conv (filters x2) between stages, pooling, classifier.
-
-    Example:
-
-    >>> space = MacroSpace(num_layers=3)
-    >>> build_macro_model(space, space.from_key("120"), (8, 8, 1), 10).output_shape
-    (None, 10)
-    """
-    if not isinstance(space, MacroSpace):
-        raise ValueError(f"`space` must be a MacroSpace; received {type(space).__name__}.")
-    inputs = keras.Input(tuple(input_shape))
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(inputs)
-    x = layers.ReLU()(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
-    n = space.num_layers
-    boundaries = {n // 3, (2 * n) // 3} - {0}
-    f = filters
-    for i, op in enumerate(space.layer_ops(arch)):
-        if i in boundaries:
-            f *= 2
-            x = layers.Conv2D(f, 3, strides=2, padding="same", use_bias=False, name=f"down{i}")(x)
-            x = layers.ReLU()(layers.BatchNormalization(momentum=BN_MOMENTUM)(x))
-        if op == "identity":
-            continue
-        if not op.startswith("mbconv_k"):
-            raise ValueError(f"Unknown macro op {op!r}: expected 'identity' or 'mbconv_k<K>_e<E>'.")
-        k, e = op[len("mbconv_k"):].split("_e")
-        x = _mbconv(x, f, int(k), int(e), name=f"layer{i}")
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(num_classes, activation=final_activation)(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def build_dense_model(
-    space: DenseSpace,
-    arch: Architecture,
-    input_shape: Sequence[int],
-    outputs: int,
-    final_activation: str | None = "softmax",
-    name: str = "dense_net",
-) -> keras.Model:
-    """Dense blocks for tables: per searched layer `Dense(units, relu)` + dropout, or a skip.
-
-    Example:
-
-    >>> space = DenseSpace(num_layers=2)
-    >>> build_dense_model(space, space.sample(np.random.default_rng(0)), (5,), 3).output_shape
-    (None, 3)
-    """
-    if not isinstance(space, DenseSpace):
-        raise ValueError(f"`space` must be a DenseSpace; received {type(space).__name__}.")
-    if not isinstance(outputs, (int, np.integer)) or outputs < 1:
-        raise ValueError(f"`outputs` must be a positive int; received {outputs!r}.")
-    inputs = keras.Input(tuple(input_shape))
-    x = layers.Flatten()(inputs) if len(tuple(input_shape)) > 1 else inputs
-    for i, (units, rate) in enumerate(space.layers(arch)):
-        if units == 0:
-            continue
-        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
-        if rate:
-            x = layers.Dropout(rate)(x)
-    out = layers.Dense(outputs, activation=final_activation, name="head")(x)
-    return keras.Model(inputs, out, name=name)
-
-
-def build_model(space, arch: Architecture, input_shape: Sequence[int], num_classes: int, **kwargs) -> keras.Model:
-    """Dispatches to the builder of the space type (cells, macro layers or dense blocks)."""
-    if isinstance(space, MicroCellSpace):
-        return build_cell_model(space, arch, input_shape, num_classes, **kwargs)
-    if isinstance(space, MacroSpace):
-        return build_macro_model(space, arch, input_shape, num_classes, **kwargs)
-    if isinstance(space, DenseSpace):
-        return build_dense_model(space, arch, input_shape, num_classes, **kwargs)
-    raise ValueError(
-        f"`space` must be a MicroCellSpace, MacroSpace or DenseSpace to build a model; received "
-        f"{type(space).__name__} (pass your own build function for custom spaces)."
-    )

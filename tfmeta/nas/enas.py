@@ -1,27 +1,17 @@
-"""ENAS weight sharing (Pham et al. 2018): every child of a cell search trains one supernet.
+"""ENAS weight-sharing search (Pham et al. 2018): every child of a cell search trains one supernet.
 
-Training each sampled architecture from scratch costs a whole model per trial. ENAS instead
-keeps one *supernet* that owns every candidate operation of every cell position; a child
-architecture is a path through it, and every child that picks operation `op` for input slot
-`s` of node `i` reuses (and trains) the same weights.
-
-- `SharedCell`: a `Cell` that owns every candidate op and takes the architecture as an int
-  tensor `[num_nodes, 4]` of `(in0, op0, in1, op1)` indices. Inside a `tf.function` each
-  candidate op sits in a `tf.cond`, so switching children never retraces: only the chosen ops
-  run, and only their weights get gradients. The cell output concatenates every node with the nodes another
-  node reads zeroed (ENAS's loose ends), then projects them with one 1x1 conv.
-- `SharedCellNetwork`: the NASNet layout of `build_cell_model` built from shared cells. The
-  current child lives in a non-trainable int32 variable (`set_architecture(arch)`), so the
-  network trains with `compile()` / `fit()` / `evaluate()` like any Keras model.
-- `WeightSharingSearch`: an `ArchitectureSearch` whose trials train the shared network: a trial
-  sets its architecture, trains the supernet for `child_steps` batches and reports the child's
-  validation accuracy with the shared weights as the reward. The strategy (controller RNN,
-  evolution or random search: random search with weight sharing is Li & Talwalkar's baseline)
-  is the same KerasTuner oracle as without sharing, so a killed search resumes: the shared
-  weights and their optimizer state are checkpointed atomically in the project folder after
-  every trial. `derive()` re-scores the best and the latest children with the final shared
-  weights (batch-norm statistics re-estimated for each) and picks the architecture to
-  retrain from scratch (`build_best_model()`).
+- `WeightSharingSearch`: an `ArchitectureSearch` whose trials train the shared network
+  (`tfmeta.nas.supernet.SharedCellNetwork`): a trial sets its architecture, trains the
+  supernet for `child_steps` batches and reports the child's validation accuracy with the
+  shared weights as the reward. The strategy (controller RNN, evolution or random search:
+  random search with weight sharing is Li & Talwalkar's baseline) is the same KerasTuner oracle
+  as without sharing, so a killed search resumes: the shared weights and their optimizer state
+  are checkpointed atomically in the project folder after every trial
+  (`tfmeta.nas.checkpoint`). `derive()` re-scores the best and the latest children with the
+  final shared weights (batch-norm statistics re-estimated for each) and picks the
+  architecture to retrain from scratch (`build_best_model()`).
+- `WeightSharingTuner`: the KerasTuner tuner running those trials.
+- `UniformPathSampler`: a callback training a new uniformly random child at every batch.
 
 Unlike ENAS's alternating epochs, a trial trains the supernet for `child_steps` batches and
 then scores its child. With `train_paths="trial"` those batches train the trial's own child,
@@ -51,10 +41,11 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers
 from keras_tuner.src.engine import base_tuner
 
-from tfmeta.nas.cells import BN_MOMENTUM, Cell, build_cell_model, check_cell_network_args
+from tfmeta._deprecation import moved_names
+from tfmeta.nas import checkpoint, supernet
+from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.oracles import ArchitectureOracle
 from tfmeta.nas.search import ArchitectureSearch
 from tfmeta.nas.space import Architecture, MicroCellSpace
@@ -64,239 +55,14 @@ CHECKPOINT = "shared_weights.npz"
 TRAIN_PATHS = ("trial", "uniform")
 CALIBRATION_IMAGES = 512  # training images whose statistics a child's batch norm uses when scored
 
-
-class SharedCell(Cell):
-    """A supernet cell: every candidate op, the child chosen at call time by an int tensor.
-
-    Args:
-        filters: Output channels.
-        ops: Candidate op names (`tfmeta.nas.cells.OPS`).
-        num_nodes: Nodes per cell.
-        reduction: Whether the cell halves the spatial size.
-        reduce_prev: Whether `h_prev_prev` has twice the spatial size of `h_prev`.
-
-    Call: `cell([h_prev_prev, h_prev], nodes=indices)` with `indices` int `[num_nodes, 4]`: per
-    node `(in0, op0, in1, op1)`, inputs as `MicroCellSpace` numbers them and ops as positions in
-    `ops`.
-    """
-
-    def __init__(self, filters: int, ops: Sequence[str], num_nodes: int, reduction: bool = False,
-                 reduce_prev: bool = False, **kwargs):
-        super().__init__(None, filters, reduction=reduction, ops=ops, num_nodes=num_nodes,
-                         reduce_prev=reduce_prev, **kwargs)
-
-    def build(self, input_shapes):
-        # Every candidate is built here, outside any `tf.cond` branch (variables cannot be
-        # created inside one) and whether or not the first child uses it.
-        shape0, shape1 = (tuple(s) for s in input_shapes)
-        self.pre0.build(shape0)
-        self.pre1.build(shape1)
-        for layer in self.op_layers.values():
-            layer.build((None, None, None, self.filters))
-        self.project.build((None, None, None, self.num_nodes * self.filters))
-        self.built = True
-
-    def _select(self, node: int, slot: int, inp, op, states, training):
-        """The output of the chosen op on the chosen input.
-
-        One `tf.cond` per candidate op: only the chosen one runs (the others give zeros), and
-        only its weights get gradients.
-        """
-        # Inputs of one spatial size are gathered with `inp`; a reduction cell's cell inputs
-        # (stride-2 ops) and its nodes (stride 1) form two groups of candidates.
-        groups = [list(range(node + 2))]
-        if self.reduction:
-            groups = [[0, 1], list(range(2, node + 2))] if node > 0 else [[0, 1]]
-        total = None
-        for members in groups:
-            stacked = tf.stack([states[j] for j in members])
-            picked = tf.gather(stacked, tf.clip_by_value(inp - members[0], 0, len(members) - 1))
-            in_group = tf.logical_and(inp >= members[0], inp <= members[-1])
-            strided = self.reduction and members[0] < 2
-            zeros = tf.zeros_like(picked[:, ::2, ::2, :] if strided else picked)  # "same" padding
-            for k, name in enumerate(self.candidate_ops):
-                layer = self._op(node, slot, members[0], name)
-                out = tf.cond(
-                    tf.logical_and(in_group, tf.equal(op, k)),
-                    lambda layer=layer, picked=picked: layer(picked, training=training),
-                    lambda zeros=zeros: zeros,
-                )
-                total = out if total is None else total + out
-        return total
-
-    def call(self, inputs, nodes=None, training=None):
-        if nodes is None:
-            raise ValueError("A SharedCell needs `nodes`: int [num_nodes, 4] of (in0, op0, in1, op1).")
-        nodes = tf.cast(nodes, tf.int32)
-        h0, h1 = inputs
-        states = [self.pre0(h0, training=training), self.pre1(h1, training=training)]
-        reads = []
-        for i in range(self.num_nodes):
-            out = [self._select(i, slot, nodes[i, 2 * slot], nodes[i, 2 * slot + 1], states, training)
-                   for slot in (0, 1)]
-            states.append(out[0] + out[1])
-            reads += [nodes[i, 0], nodes[i, 2]]
-        read = tf.reduce_max(tf.one_hot(tf.stack(reads), self.num_nodes + 2, dtype=states[2].dtype), axis=0)
-        loose = [states[2 + k] * (1.0 - read[2 + k]) for k in range(self.num_nodes)]
-        return self.project(keras.ops.concatenate(loose, axis=-1), training=training)
-
-
-def architecture_indices(space: MicroCellSpace, arch: Architecture) -> np.ndarray:
-    """int32 `[2, num_nodes, 4]`: the normal and reduction cells as `(in0, op0, in1, op1)` indices."""
-    rows = []
-    for which in ("normal", "reduce"):
-        rows.append([[in0, space.ops.index(op0), in1, space.ops.index(op1)]
-                     for in0, op0, in1, op1 in space.cell(arch, which)])
-    return np.asarray(rows, dtype=np.int32)
-
-
-class SharedCellNetwork(keras.Model):
-    """The supernet of a `MicroCellSpace`: `build_cell_model`'s layout from `SharedCell`s.
-
-    Args:
-        space: The cell space.
-        input_shape: Image shape `(H, W, C)`.
-        num_classes: Output classes (softmax).
-        filters: Channels of the first stage.
-        num_reductions: Reduction cells (each halves H and W and doubles the filters).
-        num_cells: Normal cells per stage.
-
-    Example:
-
-    >>> net = SharedCellNetwork(space, (8, 8, 1), 10)
-    >>> net.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    >>> net.set_architecture(space.sample(np.random.default_rng(0)))
-    >>> net.fit(x, y, epochs=1)                                   # doctest: +SKIP
-    """
-
-    def __init__(self, space: MicroCellSpace, input_shape: Sequence[int], num_classes: int, filters: int = 16,
-                 num_reductions: int = 2, num_cells: int = 1, **kwargs):
-        kwargs.setdefault("name", "shared_cell_net")
-        super().__init__(**kwargs)
-        input_shape = check_cell_network_args(space, input_shape, num_classes, num_cells, filters, num_reductions)
-        self.space = space
-        self.image_shape = input_shape
-        self.num_classes = int(num_classes)
-        self.stem_conv = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")
-        self.stem_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")
-        self.shared_cells, self.cell_rows = [], []
-        f, reduce_prev = filters, False
-        for stage in range(num_reductions + 1):
-            for _ in range(num_cells):
-                self.shared_cells.append(SharedCell(f, space.ops, space.num_nodes, reduce_prev=reduce_prev,
-                                                    name=f"cell{len(self.shared_cells)}_normal"))
-                self.cell_rows.append(0)
-                reduce_prev = False
-            if stage < num_reductions:
-                f *= 2
-                self.shared_cells.append(SharedCell(f, space.ops, space.num_nodes, reduction=True,
-                                                    name=f"cell{len(self.shared_cells)}_reduce"))
-                self.cell_rows.append(1)
-                reduce_prev = True
-        self.classifier = layers.Dense(num_classes, activation="softmax", name="classifier")
-        self.architecture = self.add_weight(shape=(2, space.num_nodes, 4), dtype="int32", initializer="zeros",
-                                            trainable=False, name="architecture")
-        self._calibrate_fn = None
-        self(np.zeros((1, *input_shape), "float32"))  # builds every shared op now
-
-    def set_architecture(self, arch: Architecture) -> None:
-        """Makes `arch` the child the network computes (no retracing)."""
-        self.architecture.assign(architecture_indices(self.space, arch))
-
-    def calibrate_batch_norm(self, x) -> None:
-        """Sets every batch-norm layer's moving statistics to the current child's on `x`.
-
-        Shared batch-norm layers hold statistics mixed over the children that trained them;
-        one forward pass in training mode with momentum 0 (no weight update) replaces them
-        with this child's own, measured on `x` (e.g. 512 training images).
-        """
-        bns = [layer for layer in self._flatten_layers() if isinstance(layer, layers.BatchNormalization)]
-        saved = [bn.momentum for bn in bns]
-        if self._calibrate_fn is None:
-            # Traced (once per input shape) while the momentum is 0, so the graph keeps it.
-            self._calibrate_fn = tf.function(lambda images: self(images, training=True), reduce_retracing=True)
-        try:
-            for bn in bns:
-                bn.momentum = 0.0
-            self._calibrate_fn(tf.convert_to_tensor(x, self.compute_dtype))
-        finally:
-            for bn, momentum in zip(bns, saved):
-                bn.momentum = momentum
-
-    def call(self, x, training=None):
-        x = self.stem_bn(self.stem_conv(x), training=training)
-        h0 = h1 = x
-        for cell, row in zip(self.shared_cells, self.cell_rows):
-            h0, h1 = h1, cell([h0, h1], nodes=self.architecture[row], training=training)
-        x = keras.ops.mean(keras.ops.relu(h1), axis=(1, 2))
-        return self.classifier(x)
-
-    def op_variables(self, arch: Architecture) -> tuple[list, list]:
-        """The op weights a child uses and the ones it does not (cell ops only)."""
-        used_keys = {}
-        for row, which in ((0, "normal"), (1, "reduce")):
-            keys = set()
-            for i, (in0, op0, in1, op1) in enumerate(self.space.cell(arch, which)):
-                keys |= {(i, 0, in0, op0), (i, 1, in1, op1)}
-            used_keys[row] = keys
-        used, unused = [], []
-        for cell, row in zip(self.shared_cells, self.cell_rows):
-            chosen = {id(cell._op(i, s, inp, op)) for i, s, inp, op in used_keys[row]}
-            for layer in cell.op_layers.values():
-                (used if id(layer) in chosen else unused).extend(layer.trainable_variables)
-        return used, unused
-
-
-@tf.function
-def _read_all(variables):
-    return [tf.identity(v) for v in variables]  # one call instead of one read per variable
-
-
-def save_checkpoint(path: str, model: keras.Model, settings: dict | None = None) -> None:
-    """Writes the model's and its optimizer's variables to one `.npz`, atomically.
-
-    `settings` (string values) are stored beside them, for `load_checkpoint` to check.
-    """
-    weights = [v.value for v in model.weights]
-    arrays = {f"w{i}": t.numpy() for i, t in enumerate(_read_all(weights))}
-    arrays.update({f"setting_{k}": np.asarray(str(v)) for k, v in (settings or {}).items()})
-    if model.optimizer is not None:
-        slots = [v.value for v in model.optimizer.variables]
-        arrays.update({f"o{i}": t.numpy() for i, t in enumerate(_read_all(slots))})
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str, model: keras.Model, settings: dict | None = None) -> None:
-    """Restores what `save_checkpoint` wrote (the optimizer must be built).
-
-    Raises ValueError if the checkpoint was written with other `settings` (a setting it does
-    not record, as in checkpoints written before settings were stored, is not checked).
-    """
-    with np.load(path) as data:
-        for key, value in (settings or {}).items():
-            stored_value = str(data[f"setting_{key}"]) if f"setting_{key}" in data.files else None
-            if stored_value is not None and stored_value != str(value):
-                raise ValueError(
-                    f"{path} holds shared weights trained with `{key}={stored_value!r}`; this search "
-                    f"was given `{key}={value!r}`. Resume with `{key}={stored_value!r}`, or use "
-                    "another `project_name`, or `overwrite=True`."
-                )
-        stored = [data[f"w{i}"].shape for i in range(sum(k.startswith("w") for k in data.files))]
-        wanted = [tuple(v.shape) for v in model.weights]
-        if stored != wanted:
-            raise ValueError(
-                f"{path} holds the shared weights of another network ({len(stored)} variables); this search "
-                f"builds {len(wanted)} of other shapes. Use the same space, filters and num_reductions, "
-                "another `project_name`, or `overwrite=True`."
-            )
-        for i, v in enumerate(model.weights):
-            v.assign(data[f"w{i}"])
-        if model.optimizer is not None:
-            for i, v in enumerate(model.optimizer.variables):
-                if f"o{i}" in data:
-                    v.assign(data[f"o{i}"])
+# The supernet and its checkpoints lived here before the supernet was split from the search.
+__getattr__ = moved_names(__name__, {
+    "SharedCell": "tfmeta.nas.supernet",
+    "SharedCellNetwork": "tfmeta.nas.supernet",
+    "architecture_indices": "tfmeta.nas.supernet",
+    "save_checkpoint": "tfmeta.nas.checkpoint",
+    "load_checkpoint": "tfmeta.nas.checkpoint",
+})
 
 
 def check_validation_data(validation_data) -> None:
@@ -333,7 +99,7 @@ class UniformPathSampler(keras.callbacks.Callback):
 class WeightSharingTuner(base_tuner.BaseTuner):
     """A KerasTuner tuner whose trials train and score children of one `SharedCellNetwork`."""
 
-    def __init__(self, oracle: ArchitectureOracle, network: SharedCellNetwork, child_steps: int,
+    def __init__(self, oracle: ArchitectureOracle, network: supernet.SharedCellNetwork, child_steps: int,
                  batch_size: int, seed: int, train_paths: str = "trial", **kwargs):
         super().__init__(oracle=oracle, hypermodel=None, **kwargs)
         self.space = oracle.space
@@ -360,7 +126,7 @@ class WeightSharingTuner(base_tuner.BaseTuner):
     def on_search_begin(self):
         super().on_search_begin()
         if os.path.exists(self.checkpoint_path):
-            load_checkpoint(self.checkpoint_path, self.network, self._settings())
+            checkpoint.load_checkpoint(self.checkpoint_path, self.network, self._settings())
 
     def run_trial(self, trial, x, y, validation_data, **kwargs):
         arch = self.space.from_hp_values(trial.hyperparameters.values)
@@ -380,7 +146,7 @@ class WeightSharingTuner(base_tuner.BaseTuner):
         self.network.calibrate_batch_norm(self._calibration_sample(x))
         x_val, y_val = validation_data
         metrics = self.network.evaluate(x_val, y_val, batch_size=256, verbose=0, return_dict=True)
-        save_checkpoint(self.checkpoint_path, self.network, self._settings())
+        checkpoint.save_checkpoint(self.checkpoint_path, self.network, self._settings())
         return {"val_accuracy": float(metrics["accuracy"]), "val_loss": float(metrics["loss"])}
 
     def save_model(self, trial_id, model, step=0):
@@ -454,7 +220,7 @@ class WeightSharingSearch(ArchitectureSearch):
         self.batch_size = batch_size
         self.seed = seed
         keras.utils.set_random_seed(seed)
-        self.network = SharedCellNetwork(space, self.input_shape, num_classes, filters=filters,
+        self.network = supernet.SharedCellNetwork(space, self.input_shape, num_classes, filters=filters,
                                          num_reductions=num_reductions)
         self.network.compile(optimizer=optimizer or keras.optimizers.Adam(3e-3),
                              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -495,10 +261,10 @@ class WeightSharingSearch(ArchitectureSearch):
         Returns:
             `(architecture, validation accuracy with the shared weights)`.
 
-        With `train_paths="trial"` the final shared weights serve the latest children far
-        better than earlier ones (on digits, 60 children: 0.95 on average right after their own
-        training, 0.50-0.54 with the final weights, two runs), so the pick tends to be one of the latest.
-        With `train_paths="uniform"` every child is scored by weights trained for all of them.
+        With `train_paths="trial"` the final shared weights serve the latest children better
+        than earlier ones (the shared weights drift towards the children trained last), so the
+        pick tends to be one of the latest. With `train_paths="uniform"` every child is scored
+        by weights trained for all of them.
         """
         records = self.completed()
         if not records:

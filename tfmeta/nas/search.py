@@ -49,7 +49,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from tfmeta.nas.oracles import ArchitectureOracle
 from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace, SearchSpace  # noqa: F401
-from tfmeta.nas.cells import build_dense_model  # noqa: F401  (docstring example)
+from tfmeta.nas.builders import build_dense_model  # noqa: F401  (docstring example)
 from tfmeta.training_state import build_training_state
 
 
