@@ -118,7 +118,8 @@ def test_setting_eval_steps_takes_effect_in_evaluation():
     one = maml.evaluate_tasks(tasks, episodes=5, seed=1)
     maml.eval_steps = 5
     five = maml.evaluate_tasks(tasks, episodes=5, seed=1)
-    assert five == tfmeta.MAML(net, inner_lr=0.05, inner_steps=1, eval_steps=5).evaluate_tasks(tasks, episodes=5, seed=1)
+    built_so = tfmeta.MAML(net, inner_lr=0.05, inner_steps=1, eval_steps=5)
+    assert five == built_so.evaluate_tasks(tasks, episodes=5, seed=1)
     assert five["mse"] != one["mse"]
 
 

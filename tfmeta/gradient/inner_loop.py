@@ -446,12 +446,17 @@ class InnerLoop(keras.layers.Layer):
         ]
 
     def load_own_variables(self, store):
-        """Keras weights loading; skips the empty entry a file in the earlier layout has here
-        when the owning learner has already loaded these variables from the file's root."""
-        if getattr(self, "_loaded_by_owner", False) and not len(store.keys()):
-            self._loaded_by_owner = False
+        """Keras weights loading. In a file of the earlier layout this layer's entry is empty:
+        its owner has loaded these variables already (`load_from_owner_entry`)."""
+        if self.__dict__.pop("_loaded_by_owner", False) and not len(store.keys()):
             return
         super().load_own_variables(store)
+
+    def load_from_owner_entry(self, store) -> None:
+        """Loads these variables from the owning learner's own entry of a weights file: the
+        layout of files written when they were the learner's variables."""
+        super().load_own_variables(store)
+        self.__dict__["_loaded_by_owner"] = True
 
     def metadata(self) -> dict:
         """The options recorded in an export's `tfmeta.json` under `"adaptation"`."""

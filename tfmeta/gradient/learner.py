@@ -209,8 +209,7 @@ class GradientLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
         """Keras weights loading. Files written before the inner loop was a layer of its own
         hold its variables at their root, as the learner's: they go to the inner loop."""
         if len(store.keys()):
-            self.inner.load_own_variables(store)
-            self.inner._loaded_by_owner = True  # its own entry in such a file is empty
+            self.inner.load_from_owner_entry(store)
         else:
             super().load_own_variables(store)
 
