@@ -46,7 +46,7 @@ def test_views_equal_adapting_on_the_warped_support_and_averaging_queries(pair):
 def test_evaluation_and_export_use_the_same_views(pair, tmp_path):
     views, _ = pair
     (sx, sy, qx), qy = classification_batch(tasks=3, ways=3, shots=1, queries=4, seed=2)
-    accuracy = views._eval_fn()(sx, sy, qx, qy).numpy()
+    accuracy = views.score_episode_batch(sx, sy, qx, qy)
     by_episode = [
         np.mean(np.argmax(views.predict_few_shot(sx[t], sy[t], qx[t]), -1) == qy[t].numpy())
         for t in range(3)
@@ -71,7 +71,7 @@ def test_evaluation_batches_fewer_tasks_when_views_make_them_large(pair, monkeyp
     y = np.repeat(np.arange(6), 10)
     sampler = tfmeta.data.EpisodeSampler(x, y, ways=3, shots=1, queries=4, seed=3)
     # A task holds 3 x 5 images of 64 values: 960 plain, 3,840 with 4 views.
-    monkeypatch.setattr(tfmeta.gradient.maml, "EVAL_PIXEL_BUDGET", 10_000)
+    monkeypatch.setattr(tfmeta.gradient.learner, "EVAL_PIXEL_BUDGET", 10_000)
     assert plain.eval_meta_batch(sampler) == 10
     assert views.eval_meta_batch(sampler) == 2
     assert views.eval_meta_batch(object()) == 25  # no image shape known (e.g. sinusoids)

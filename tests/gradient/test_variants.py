@@ -59,7 +59,7 @@ def test_mamlpp_options_train_and_track_per_step_bn():
     assert [tuple(v.shape) for v in maml.inner_lr_vars] == [(2,)] * (len(net.trainable_variables) - 4)
     with tf.GradientTape() as tape:
         loss = maml._meta_loss(batch, training=True)[0]
-    kernel_lrs = [lr for lr, i in zip(maml.inner_lr_vars, maml._adapted)
+    kernel_lrs = [lr for lr, i in zip(maml.inner_lr_vars, maml.inner.adapted)
                   if "kernel" in maml.runner.variables[i].path]
     variables = kernel_lrs + maml.bn_step_gamma
     grads = tape.gradient(loss, variables)

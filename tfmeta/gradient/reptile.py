@@ -7,8 +7,11 @@ weights. `train_step` hands the optimizer the "gradient" `theta - mean_t(W_t)`, 
 `keras.optimizers.SGD(learning_rate=epsilon)` it is exactly Reptile's
 `theta <- theta + epsilon (mean_t W_t - theta)` (Adam also works).
 
-The inner loop, batching (vectorised over tasks), BatchNorm handling, `adapt`, evaluation and
-export are those of `tfmeta.MAML`.
+Reptile holds the inner loop of `tfmeta.gradient.inner_loop` with the options it has (which
+layers adapt, the task, the runner) and shares batching (vectorised over tasks), BatchNorm
+handling, `adapt`, the few-shot protocol, evaluation and export with `tfmeta.MAML` through
+`tfmeta.gradient.learner.GradientLearner`. MAML's variants (second order, learned rates,
+MAML++, zero/prototype heads) are not Reptile options and are refused by name.
 
 Example:
 
@@ -19,15 +22,24 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
 
-from tfmeta.gradient.maml import MAML, _unpack
+from tfmeta.gradient.inner_loop import InnerLoop
+from tfmeta.gradient.learner import GradientLearner, unpack_episodes
+
+#: `tfmeta.MAML` options Reptile does not have, with the value that leaves each off: Reptile
+#: ignores an option given that value (or a false one) and refuses any other by name.
+MAML_ONLY_OPTIONS = {
+    "order": 0, "meta_sgd": False, "learn_step_lrs": False, "multi_step_loss": False,
+    "per_step_bn": False, "zero_head": False, "proto_head": False,
+    "bn_test_stats": "batch", "bn_momentum": 0.9, "msl_anneal_steps": 10000,
+}
 
 
-class Reptile(MAML):
+class Reptile(GradientLearner):
     """Reptile meta-learner around any Keras model.
 
     Args:
@@ -35,7 +47,15 @@ class Reptile(MAML):
         inner_lr: Inner SGD learning rate.
         inner_steps: Inner SGD steps per task during meta-training.
         eval_steps: Inner steps at test time (default: `inner_steps`).
-        **kwargs: `inner_layers`, `task`, `fast_path`, `conv_mode`, `name` as in `tfmeta.MAML`.
+        inner_layers, task, ways, fast_path, conv_mode, test_time_views, test_time_seed:
+            As in `tfmeta.MAML`.
+        name: Model name.
+        **kwargs: Passed to `keras.Model`.
+
+    Raises:
+        ValueError: On invalid arguments, and on a `tfmeta.MAML` option Reptile does not have
+            (`MAML_ONLY_OPTIONS`: `order`, `meta_sgd`, `per_step_bn`, ...) given a value
+            that turns it on.
     """
 
     learner_name = "reptile"
@@ -47,30 +67,39 @@ class Reptile(MAML):
         inner_steps: int = 5,
         *,
         eval_steps: int | None = None,
+        inner_layers: Sequence[str] | None = None,
+        task: str = "auto",
+        ways: int | None = None,
+        fast_path: bool | str = "auto",
+        conv_mode: str = "auto",
+        test_time_views: int = 1,
+        test_time_seed: int = 0,
         name: str = "reptile",
         **kwargs: Any,
     ):
-        for key in ("order", "meta_sgd", "learn_step_lrs", "multi_step_loss", "per_step_bn", "zero_head",
-                    "proto_head"):
-            if kwargs.get(key):
-                raise ValueError(f"`{key}` is a MAML option; Reptile does not take it (received {kwargs[key]!r}).")
-            kwargs.pop(key, None)
+        for key, off in MAML_ONLY_OPTIONS.items():
+            value = kwargs.pop(key, off)
+            if value and value != off:
+                raise ValueError(f"`{key}` is a MAML option; Reptile does not take it (received {value!r}).")
+        inner = InnerLoop(
+            model, inner_lr, inner_steps, inner_layers=inner_layers, task=task,
+            fast_path=fast_path, conv_mode=conv_mode,
+        )
         super().__init__(
-            model, inner_lr=inner_lr, inner_steps=inner_steps, order=1,
-            eval_steps=eval_steps, name=name, **kwargs,
+            inner, eval_steps=eval_steps, ways=ways, test_time_views=test_time_views,
+            test_time_seed=test_time_seed, name=name, **kwargs,
         )
 
     def train_step(self, data):
         """Adapts every task on support + query, moves theta towards the mean adapted weights."""
-        (sx, sy, qx), qy = _unpack(data)
-        classification = self._is_classification(sy)
+        (sx, sy, qx), qy = unpack_episodes(data, "Reptile")
         x = tf.concat([sx, qx], axis=1)
         y = tf.concat([sy, tf.cast(qy, sy.dtype)], axis=1)
         params, losses, out, _ = self.inner_loop(x, y, self.inner_steps, 0, query_x=x, query_y=y)
         variables = self.runner.variables
         grads = [v.value - tf.reduce_mean(p, axis=0) for v, p in zip(variables, params)]
         self.optimizer.apply_gradients(zip(grads, variables))
-        return self._update_metrics(tf.reduce_mean(losses[-1]), out, y, classification)
+        return self._update_metrics(tf.reduce_mean(losses[-1]), out, y, self._is_classification(sy))
 
 
 __all__ = ["Reptile"]
