@@ -9,7 +9,7 @@ Importing tfmeta before TensorFlow sets two environment defaults, each only when
 is not already set, so scripts need no environment preamble of their own:
 
 - `TF_ENABLE_ONEDNN_OPTS=1`: TensorFlow's oneDNN CPU kernels. TensorFlow leaves them off on
-  CPUs without AVX-512, where they train a conv4 about 2.5x faster and are the only CPU kernels
+  CPUs without AVX-512, where they train a conv4 markedly faster and are the only CPU kernels
   that differentiate the grouped convolutions of MAML's vectorised path (docs/performance.md).
   Set `TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's choice.
 - `TF_CPP_MIN_LOG_LEVEL=2`: TensorFlow's C++ start-up notices are hidden (warnings and errors

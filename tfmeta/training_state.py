@@ -4,11 +4,7 @@ On the TensorFlow backend without a distribution strategy, Keras 3 creates the o
 variables (and a compiled model's metric and loss variables) inside the first traced train
 step. Because variables were created during that trace, `tf.function` then traces the step a
 second time, and tracing is most of a short run's cost on a CPU. Creating them first saves
-that whole second trace. Measured on this project's 2-core CPU by
-`benchmarks/first_fit_traces.py --repeats 2` (the first one-step `fit`, median of two fresh
-processes, one trace against Keras alone's two): a digits search child 10.3 s against 20.1 s;
-the ENAS supernet of that space 70 s against 110 s; a conv4 prototypical network (60-way
-episodes) 2.2 s against 4.0 s; second-order MAML on conv4 (meta-batch 32) 7.5 s against 9.8 s.
+that whole second trace (`benchmarks/first_fit_traces.py` measures it; docs/performance.md).
 
 - `build_training_state(model, x, y)`: for compiled Keras models (search children, the ENAS
   supernet): builds the optimizer, and with a sample batch the compiled metrics and loss.
