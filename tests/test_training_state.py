@@ -26,9 +26,9 @@ def small_classifier(seed: int) -> keras.Model:
 
 
 def digits():
-    from tfmeta.nas.digits import load_digits_splits
+    from tfmeta.data.digits import load_digits_splits
 
-    x, y = load_digits_splits()["train"]
+    x, y = load_digits_splits(test_size=0.2, validation_size=0.2, scaled=True, channel_axis=True)["train"]
     return x[:256], y[:256]
 
 
