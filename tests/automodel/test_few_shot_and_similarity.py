@@ -89,8 +89,8 @@ def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_m
 
 
 def test_maml_candidate_learns_new_digit_classes(digits):
-    from tfmeta.automodel.fewshot_candidates import train_maml
-    from tfmeta.automodel.pipeline import Preprocessing
+    from tfmeta.automodel.few_shot import train_maml
+    from tfmeta.automodel.preprocessing import Preprocessing
 
     x, y = digits
     base, new = y < 7, y >= 7

@@ -44,6 +44,17 @@ class Preprocessing:
             return self.raw_shape + (1,)
         return self.raw_shape
 
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """What `apply` computes, on a numpy batch: float32 `[N, *model_input_shape]`.
+
+        For code that trains on preprocessed arrays outside the wrapped model (the shared
+        supernet of a weight-sharing search).
+        """
+        xf = np.asarray(x, np.float32)
+        if self.kind == "image" and len(self.raw_shape) == 2:
+            xf = xf[..., None]
+        return ((xf - self.mean) / np.sqrt(self.variance)).astype(np.float32)
+
     def apply(self, inputs):
         """Applies cast, channel axis and normalisation to a Keras tensor."""
         h = keras.ops.cast(inputs, "float32")
