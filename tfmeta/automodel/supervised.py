@@ -256,7 +256,7 @@ class _SupervisedFit:
             am.members_.append(self._best_trial_model(search))
         am.model_ = am.members_[0] if len(am.members_) == 1 else average(am, am.members_)
         what = " + best trial's model averaged" if len(am.members_) > 1 else ""
-        am._log(f"[refit] {'deeper ' if am.refit_cells else ''}best architecture on all {len(x)} examples for "
+        am._log(f"[refit] {'deeper ' if (am.refit_cells or 1) > 1 else ''}best architecture on all {len(x)} examples for "
                 f"{epochs} epochs{what}  elapsed={time.time() - am._start:.0f}s")
 
 
