@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import time
 
 import keras
@@ -200,10 +199,6 @@ class AutoModel(BaseEstimator):
     def _log(self, message: str) -> None:
         if self.verbose:
             print(message, flush=True)
-
-    @property
-    def _project_dir(self) -> str:
-        return os.path.join(self.directory, self.project_name)
 
     @property
     def _family(self):

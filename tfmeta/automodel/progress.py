@@ -35,7 +35,7 @@ class TrialProgress:
         total: Trials the search runs, for the `[trial i/total]` count.
         start: `time.time()` that the elapsed seconds count from.
         sign: 1 when a higher score is better, -1 when the search minimises its objective
-            (a loss); lines then show the objective itself.
+            (a loss); lines then show minus the loss, higher is better as on the leaderboard.
         on_best: Optional `f(arch)` called with the best completed architecture (its readable
             string) after each trial, e.g. to free the models of the others.
 
