@@ -88,6 +88,7 @@ def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_m
     assert [m["temperature"] for m in meta["members"]] == pytest.approx(temperatures)
 
 
+@pytest.mark.slow
 def test_maml_candidate_learns_new_digit_classes(digits):
     from tfmeta.automodel.few_shot import train_maml
     from tfmeta.automodel.preprocessing import Preprocessing
