@@ -9,13 +9,18 @@
   `refit_filters` (the best cell retrained stacked deeper), `weight_sharing` for ENAS, fitted
   on the 80% training pool with `validation_split=0.25` (the same 60/20/20 split), then
   `score` and `export`; `benchmarks/nas_digits.py` shows the call.
+- `export_classifier(model, base_dir, metadata)`: `tfmeta.export.export_classifier`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tfmeta._deprecation import warn_moved
+from tfmeta._deprecation import moved_names, warn_moved
+
+SPLIT_SEED = 0  # the seed of the digits split (deprecated with this module)
+
+__getattr__ = moved_names(__name__, {"export_classifier": "tfmeta.export"})
 
 
 def load_digits_splits(seed: int = 0) -> dict:
