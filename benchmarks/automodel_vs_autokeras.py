@@ -13,6 +13,8 @@ and it imports `tensorboard` (a tfmeta dependency, since KerasTuner needs it too
 
 from __future__ import annotations
 
+import tfmeta  # first: sets TensorFlow's environment defaults
+
 import argparse
 import json
 import os
@@ -20,15 +22,10 @@ import shutil
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def run_tfmeta(data, max_trials, epochs, seed, workdir, strategy):
-    import tfmeta
-
     x_train, x_test, y_train, y_test = data
     start = time.time()
     am = tfmeta.AutoModel(task="classification", max_trials=max_trials, epochs=epochs, seed=seed,

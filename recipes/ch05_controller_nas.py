@@ -4,13 +4,15 @@
    (REINFORCE), regularized evolution and random search, each for `--budget` queries over
    `--seeds` seeds; prints the top-10 hit rate and median best rank, and saves the mean
    best-so-far accuracy against queries as `recipe_outputs/ch05_nas_macro.png`.
-2. A short real search on scikit-learn digits: controller over the micro cell space, each
-   child trained alone for a few epochs; the best cell is stacked deeper, retrained, tested and
-   exported as a SavedModel (`serving_default`: x -> probabilities, classes).
-3. The same search with ENAS weight sharing (`tfmeta.nas.enas.WeightSharingSearch`): every
-   child is a path through one shared supernet, trained with single-path uniform sampling
-   (each batch trains a random child, `train_paths="uniform"`), so a child costs `--child-steps`
-   batches instead of its own training; `derive()` picks the child to retrain and export.
+2. A real search on scikit-learn digits with `tfmeta.AutoModel`: the controller over the micro
+   cell space, each child trained alone for a few epochs on 60% of the images and scored on
+   20%; the best cell is stacked deeper (NASNet's "search small, stack deep"), retrained on
+   both, tested on the last 20% and exported as a SavedModel (`serving_default`: x ->
+   probabilities, classes).
+3. The same search with ENAS weight sharing (`weight_sharing=True`): every child is a path
+   through one shared supernet, trained with single-path uniform sampling (each batch trains
+   a random child, `train_paths="uniform"`), so a child costs `--child-steps` batches instead
+   of its own training; `derive()` picks the child that is retrained deeper and exported.
    `recipe_outputs/ch05_digits_search.png` plots each child's validation accuracy against
    its place in the two searches: trained alone, and with the shared weights of the moment
    (that curve climbs as the supernet learns, not because the controller finds better cells).
@@ -18,21 +20,19 @@
 Usage:
     python recipes/ch05_controller_nas.py [--quick] [--data PATH] [--seeds 50] [--budget 100]
         [--digits-trials 10] [--enas-trials 150] [--child-steps 20]
-`--quick` (CI, about 2 minutes on 2 cores): 3 seeds x 40 queries, 2 tiny children trained
-alone, 3 tiny children with sharing, 1-2 retraining epochs.
+`--quick` (CI): 3 seeds x 40 queries, 2 tiny children trained alone, 3 tiny children with
+sharing, 2 retraining epochs.
 """
 
 from __future__ import annotations
 
+import tfmeta  # first: sets TensorFlow's environment defaults
+
+import argparse
+import json
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import time
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("TFMETA_DATA_DIR", REPO.parent / "shared" / "data")) / "nasbench_macro" / "nas-bench-macro_cifar10.json"
@@ -82,9 +82,40 @@ def plot_digits_searches(alone: dict, shared: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def search_digits(args, weight_sharing: bool, export_dir: str) -> dict:
+    """One AutoModel cell search on digits: children scored on a quarter of the 80% training
+    pool, the pick retrained deeper on all of it, tested on the held-out 20% and exported."""
+    from tfmeta.data.digits import load_digits_splits
+    from tfmeta.nas.space import MicroCellSpace
+
+    splits = load_digits_splits(test_size=0.2, seed=0, scaled=True, channel_axis=True)
+    if args.quick:  # tiny cells and budgets: the code path, not the figures
+        ops = ("sep_conv_3x3", "identity") if weight_sharing else None
+        space = MicroCellSpace(num_nodes=2, **({"ops": ops} if ops else {}))
+        budget = dict(max_trials=(args.enas_trials or 3) if weight_sharing else (args.digits_trials or 2), epochs=1,
+                      filters=8, refit_cells=1, refit_filters=8, refit_epochs=2,
+                      child_steps=args.child_steps or 4)
+    else:
+        space = MicroCellSpace(num_nodes=3)
+        budget = dict(max_trials=(args.enas_trials or 150) if weight_sharing else (args.digits_trials or 10),
+                      epochs=3, filters=16, refit_cells=2, refit_filters=24, refit_epochs=30,
+                      child_steps=args.child_steps or 20)
+    name = ("ch05_enas" if weight_sharing else "ch05_digits") + ("_quick" if args.quick else "")
+    am = tfmeta.AutoModel(task="classification", space=space, strategy="controller", learning_rate=3e-3,
+                          batch_size=64, weight_sharing=weight_sharing, train_paths="uniform", ensemble=False,
+                          directory=args.runs_dir, project_name=name, overwrite=True, seed=0, **budget)
+    am.fit(*splits["train"], validation_split=0.25)
+    in_order = sorted(am.leaderboard(), key=lambda t: int(t["trial"]))
+    return {"weight_sharing": weight_sharing, "best_arch": am.best_architecture_,
+            "best_val_accuracy": am.best_score_, "trials": len(in_order),
+            "trial_scores": [t["score"] for t in in_order], "test_accuracy": am.score(*splits["test"]),
+            "final_cells": am.refit_cells, "search_wall_time_s": am.search_time_,
+            "retrain_wall_time_s": am.refit_time_, "export_path": am.export(export_dir)}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description="Controller RNN NAS: NAS-Bench-Macro comparison and a digits search.")
-    p.add_argument("--quick", action="store_true", help="CI smoke run (about 2 minutes on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="CI smoke run")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="nas-bench-macro_cifar10.json")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--budget", type=int, default=None)
@@ -100,7 +131,6 @@ def main(argv=None) -> dict:
     budget = args.budget or (40 if args.quick else 100)
 
     from tfmeta.nas.benchmarks import compare_strategies
-    from tfmeta.nas.digits import search_digits
 
     t0 = time.perf_counter()
     report = compare_strategies(args.data, seeds, budget)
@@ -112,37 +142,19 @@ def main(argv=None) -> dict:
         print(f"  {name:10s} top-10 found in {100 * e['top10_rate']:5.1f}% of runs, median best rank "
               f"{e['median_best_rank']:5.1f}, mean best {e['mean_best_accuracy']:.2f}%{extra}")
 
-    t1 = time.perf_counter()
-    if args.quick:
-        digits = search_digits("controller", max_trials=args.digits_trials or 2, epochs=1, final_epochs=2,
-                               num_nodes=2, filters=8, final_cells=1, final_filters=8,
-                               directory=args.runs_dir, project_name="ch05_digits_quick", overwrite=True,
-                               export_dir=args.export_dir, seed=0)
-    else:
-        digits = search_digits("controller", max_trials=args.digits_trials or 10, epochs=3, final_epochs=30,
-                               num_nodes=3, directory=args.runs_dir, project_name="ch05_digits", overwrite=True,
-                               export_dir=args.export_dir, seed=0)
+    digits = search_digits(args, weight_sharing=False, export_dir=args.export_dir)
     print(f"Digits search ({digits['trials']} children, {digits['search_wall_time_s']:.1f}s): best "
-          f"{digits['best_arch']}\n  retrained test accuracy {digits['test_accuracy']:.4f}, exported to "
-          f"{digits['export_path']} ({time.perf_counter() - t1:.1f}s)")
+          f"{digits['best_arch']}\n  retrained with {digits['final_cells']} cells per stage: test accuracy {digits['test_accuracy']:.4f}, exported to "
+          f"{digits['export_path']} ({digits['retrain_wall_time_s']:.1f}s)")
 
-    t2 = time.perf_counter()
-    enas_common = dict(directory=args.runs_dir, overwrite=True, export_dir=args.enas_export_dir, seed=0,
-                       weight_sharing=True, train_paths="uniform")
-    if args.quick:
-        enas = search_digits("controller", max_trials=args.enas_trials or 3, final_epochs=1, num_nodes=2,
-                             ops=("sep_conv_3x3", "identity"), filters=8, final_cells=1, final_filters=8,
-                             project_name="ch05_enas_quick", child_steps=args.child_steps or 4, **enas_common)
-    else:
-        enas = search_digits("controller", max_trials=args.enas_trials or 150, final_epochs=30, num_nodes=3,
-                             project_name="ch05_enas", child_steps=args.child_steps or 20, **enas_common)
+    enas = search_digits(args, weight_sharing=True, export_dir=args.enas_export_dir)
     scores = enas["trial_scores"]
     fifth = max(1, len(scores) // 5)
     print(f"ENAS weight sharing ({enas['trials']} children, {enas['search_wall_time_s']:.1f}s against "
           f"{digits['search_wall_time_s']:.1f}s for {digits['trials']} trained alone): shared-weight accuracy "
           f"of the first / last {fifth} children {sum(scores[:fifth]) / fifth:.3f} / {sum(scores[-fifth:]) / fifth:.3f}"
-          f"\n  derived {enas['best_arch']}\n  retrained test accuracy {enas['test_accuracy']:.4f}, exported to "
-          f"{enas['export_path']} ({time.perf_counter() - t2:.1f}s)")
+          f"\n  derived {enas['best_arch']}\n  retrained with {enas['final_cells']} cells per stage: test accuracy {enas['test_accuracy']:.4f}, "
+          f"exported to {enas['export_path']} ({enas['retrain_wall_time_s']:.1f}s)")
     plot_digits_searches(digits, enas, out / "ch05_digits_search.png")
 
     summary = {

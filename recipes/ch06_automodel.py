@@ -11,20 +11,23 @@ This chapter:
 3. prints each leaderboard, exports both, reloads the SavedModels with TensorFlow alone and
    checks that they give the same predictions as `AutoModel.predict`.
 
-Run:  python recipes/ch06_automodel.py [--quick]
+`--json PATH` writes, per walkthrough, the export path, the test inputs and AutoModel's own
+probabilities and classes on them, so that a test can reload the exports and compare.
+
+Run:  python recipes/ch06_automodel.py [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
+import tfmeta  # first: sets TensorFlow's environment defaults
+
 import argparse
+import json
 import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -58,6 +61,20 @@ def check_export(am, path, x) -> float:
     return float(np.abs(out["probabilities"].numpy() - am.predict_proba(x)).max())
 
 
+def walkthrough(am, fit_args, x_test, y_test, export_dir) -> dict:
+    """Fits, scores, prints the leaderboard, exports and checks the export against `am`."""
+    start = time.time()
+    am.fit(*fit_args)
+    accuracy = am.score(x_test, y_test)
+    print_leaderboard(am)
+    path = am.export(export_dir)
+    diff = check_export(am, path, x_test)
+    print(f"test accuracy {accuracy:.4f} in {time.time() - start:.0f} s; exported to {path} (max |diff| {diff:.2e})")
+    return {"test_accuracy": accuracy, "export": path, "max_abs_diff": diff,
+            "x_test": x_test.tolist(), "dtype": am.preprocessing_.raw_dtype,
+            "probabilities": am.predict_proba(x_test).tolist(), "classes": am.predict(x_test).tolist()}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Smoke run: 1 trial, 2 epochs.")
@@ -65,46 +82,38 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--output", default="saved_models")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="Write the exports and AutoModel's predictions here.")
     args = parser.parse_args(argv)
     trials = args.max_trials or (1 if args.quick else 4)
     epochs = args.epochs or (2 if args.quick else 15)
 
-    import tfmeta
-    from sklearn.datasets import load_digits, load_wine
+    from sklearn.datasets import load_wine
     from sklearn.model_selection import train_test_split
+
+    from tfmeta.data.digits import load_digits_splits
 
     results = {}
     workdir = tempfile.mkdtemp(prefix="tfmeta_ch06_")
+    search = dict(task="classification", max_trials=trials, seed=args.seed, directory=os.path.join(workdir, "search"))
 
     print("== 1. A folder of images with string class names ==")
-    digits = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(digits.images, digits.target, test_size=0.25, random_state=0, stratify=digits.target)
+    splits = load_digits_splits(test_size=0.25, seed=0)
+    (x_tr, y_tr), (x_te, y_te) = splits["train"], splits["test"]
     folder = write_digit_folder(os.path.join(workdir, "digits"), x_tr, y_tr)
-    start = time.time()
-    am = tfmeta.AutoModel(task="classification", max_trials=trials, epochs=epochs, seed=args.seed,
-                          directory=os.path.join(workdir, "search"), project_name="digit_folder")
-    am.fit(folder)
     x_test = (x_te * 255 / 16).astype(np.uint8).astype(np.float32)[..., None]  # as the folder reader gives
-    acc = am.score(x_test, np.array(NAMES)[y_te])
-    print_leaderboard(am)
-    path = am.export(os.path.join(args.output, "ch06_digit_folder"))
-    diff = check_export(am, path, x_test)
-    print(f"test accuracy {acc:.4f} in {time.time() - start:.0f} s; exported to {path} (max |diff| {diff:.2e})")
-    results["image_folder"] = {"test_accuracy": acc, "export": path, "max_abs_diff": diff}
+    am = tfmeta.AutoModel(epochs=epochs, project_name="digit_folder", **search)
+    results["image_folder"] = walkthrough(am, (folder,), x_test, np.array(NAMES)[y_te],
+                                          os.path.join(args.output, "ch06_digit_folder"))
 
     print("\n== 2. A feature table ==")
     wine = load_wine()
     x_tr, x_te, y_tr, y_te = train_test_split(wine.data, wine.target, test_size=0.3, random_state=0, stratify=wine.target)
-    start = time.time()
-    am = tfmeta.AutoModel(task="classification", max_trials=trials, epochs=epochs * 2, seed=args.seed,
-                          directory=os.path.join(workdir, "search"), project_name="wine")
-    am.fit(x_tr, np.array(wine.target_names)[y_tr])
-    acc = am.score(x_te, np.array(wine.target_names)[y_te])
-    print_leaderboard(am)
-    path = am.export(os.path.join(args.output, "ch06_wine"))
-    diff = check_export(am, path, x_te)
-    print(f"test accuracy {acc:.4f} in {time.time() - start:.0f} s; exported to {path} (max |diff| {diff:.2e})")
-    results["table"] = {"test_accuracy": acc, "export": path, "max_abs_diff": diff}
+    names = np.array(wine.target_names)
+    am = tfmeta.AutoModel(epochs=epochs * 2, project_name="wine", **search)
+    results["table"] = walkthrough(am, (x_tr, names[y_tr]), x_te, names[y_te], os.path.join(args.output, "ch06_wine"))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f)
     return results
 
 

@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from tfmeta.cli import main
 
 
+@pytest.mark.slow
 def test_quickstart_exports_and_scores_through_the_reloaded_model(tmp_path, capsys):
     out = tmp_path / "saved_models" / "quickstart"
     code = main(["quickstart", "--max-trials", "1", "--epochs", "2", "--json",

@@ -2,7 +2,14 @@
 
 Search a small budget of architectures with AutoModel, train the best, export it to
 `saved_models/quickstart/<version>/`, reload the SavedModel with `tf.saved_model.load` alone and
-measure its test accuracy through the reloaded signature.
+measure its test accuracy through the reloaded signature. The pieces are the shared ones: the
+digits loader of `tfmeta.data.digits`, `tfmeta.AutoModel`, and its classifier export
+(`tfmeta.export.export_classifier`: `serving_default: x -> {"probabilities", "classes"}`).
+
+Example:
+
+>>> result = run_quickstart(max_trials=1, epochs=2)                 # doctest: +SKIP
+>>> result["test_accuracy"], result["export_path"]                # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ def test_init_stores_params_only_and_clone_works(tmp_path):
         ({"max_trials": 0}, "`max_trials` must be an integer >= 1; received 0"),
         ({"max_time": -1}, "`max_time`"),
         ({"task": "few_shot", "learners": ("gpt",)}, "`learners`"),
+        ({"train_paths": "all"}, "`train_paths` must be one of"),
+        ({"learning_rate": 0}, "`learning_rate` must be a number > 0; received 0"),
+        ({"refit_cells": 1.5}, "`refit_cells` must be None or an integer >= 1; received 1.5"),
     ],
 )
 def test_bad_params_are_named(kwargs, match):
@@ -50,3 +53,9 @@ def test_bad_data_errors_name_the_problem():
         am.fit(np.zeros(4), [0, 1, 0, 1])
     with pytest.raises(NotFittedError, match="not fitted"):  # scikit-learn's, a ValueError too
         am.predict(np.zeros((1, 3)))
+
+
+def test_validation_data_is_refused_where_classes_are_held_out():
+    x, y = np.zeros((12, 3)), np.arange(12) % 6
+    with pytest.raises(ValueError, match="`validation_data` is for task='classification' or 'regression'"):
+        tfmeta.AutoModel(task="few_shot").fit(x, y, validation_data=(x, y))

@@ -89,6 +89,7 @@ def test_resume_continues_the_search(wine, tmp_path):
     assert [t for t in board if t["trial"] == done["trial"]][0]["score"] == done["score"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_search_and_max_time(wine, tmp_path):
     x_tr, _, y_tr, _ = wine
     a = _table_model(tmp_path / "a", max_trials=2).fit(x_tr, y_tr).leaderboard()
@@ -112,6 +113,7 @@ def test_regression_on_a_table(tmp_path):
     np.testing.assert_allclose(out, am.predict(x[240:]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_image_classification_from_tf_data_and_folder(tmp_path, digits):
     from PIL import Image
 

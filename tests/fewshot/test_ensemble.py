@@ -1,7 +1,11 @@
-"""FewShotEnsemble: weighted soft voting over few_shot SavedModels, exported as one SavedModel."""
+"""FewShotEnsemble: weighted soft voting over few_shot SavedModels and in-memory learners,
+exported as one SavedModel."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -239,3 +243,59 @@ def test_members_of_other_sizes_vote_on_area_resized_images(members, tmp_path):
     path = ensemble.export(str(tmp_path / "mixed"))
     assert export_lib.read_metadata(path)["input_spec"]["shape"] == [None, 28, 28, 1]
     np.testing.assert_allclose(_served(path, sx, sy, qx), expected, atol=1e-5)
+
+
+LOAD_AND_SERVE = """
+import sys
+import numpy as np
+import tensorflow as tf
+path, episode, out = sys.argv[1:]
+e = np.load(episode)
+fn = tf.saved_model.load(path).signatures["few_shot"]
+p = fn(support_x=tf.constant(e["sx"]), support_y=tf.constant(e["sy"]), query_x=tf.constant(e["qx"]))
+np.save(out, p["probabilities"].numpy())
+assert "tfmeta" not in sys.modules
+"""
+
+
+def test_in_memory_members_vote_like_their_exports_and_export_alone(members, tmp_path):
+    """Learners in memory (no export of their own) are members like SavedModels, and mix with them."""
+    paths, models = members
+    sx, sy, qx = _episode(seed=6, ways=4, shots=2, queries=5)
+    in_memory = FewShotEnsemble(models, weights=[1, 3], temperatures=[0.5, 2.0])
+    from_paths = FewShotEnsemble(paths, weights=[1, 3], temperatures=[0.5, 2.0])
+    mixed = FewShotEnsemble([models[0], paths[1]], weights=[1, 3], temperatures=[0.5, 2.0])
+    expected = from_paths.predict_few_shot(sx, sy, qx)
+    np.testing.assert_allclose(in_memory.predict_few_shot(sx, sy, qx), expected, atol=1e-6)
+    np.testing.assert_allclose(mixed.predict_few_shot(sx, sy, qx), expected, atol=1e-6)
+    assert in_memory.member_paths == [None, None] and in_memory.input_shape == (28, 28, 1)
+    assert mixed.member_paths == [None, paths[1]]
+    # calibration asks the in-memory members exactly as it asks the exported ones
+    x, y = _labelled_images(noise=2.0)
+    grid = 2.0 ** np.arange(-4, 6.5, 0.5)
+    fitted = in_memory.calibrate(x, y, ways=4, shots=1, queries=3, episodes=10, seed=3, grid=grid)
+    assert fitted == from_paths.calibrate(x, y, ways=4, shots=1, queries=3, episodes=10, seed=3, grid=grid)
+    expected = in_memory.predict_few_shot(sx, sy, qx)
+    # one SavedModel holding both learners' variables, served by TensorFlow alone
+    path = in_memory.export(str(tmp_path / "in_memory"))
+    np.savez(tmp_path / "episode.npz", sx=sx, sy=sy, qx=qx)
+    subprocess.run([sys.executable, "-c", LOAD_AND_SERVE, path, str(tmp_path / "episode.npz"), str(tmp_path / "p.npy")],
+                   check=True, timeout=240, env={**os.environ, "PYTHONPATH": ""})
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-6)
+    meta = export_lib.read_metadata(path)
+    assert [m["learner"] for m in meta["members"]] == ["toy_prototypes", "toy_prototypes"]
+    assert [m["path"] for m in meta["members"]] == [None, None]
+    assert [m["temperature"] for m in meta["members"]] == pytest.approx(fitted)
+
+
+def test_in_memory_members_without_an_input_shape_are_named(members):
+    paths, models = members
+
+    class NoShape:
+        def few_shot_probabilities(self, support_x, support_y, query_x):
+            return tf.ones([tf.shape(query_x)[0], 2]) / 2
+
+    with pytest.raises(ValueError, match="NoShape has `few_shot_probabilities` but no input shape"):
+        FewShotEnsemble([models[0], NoShape()])
+    with pytest.raises(ValueError, match="SavedModel paths or learners with `few_shot_probabilities`; received int"):
+        FewShotEnsemble([paths[0], 3])

@@ -1,5 +1,12 @@
-"""The AutoModel facade: scikit-learn style search, training and export."""
+"""The AutoModel facade: scikit-learn style search, training and export.
 
-from tfmeta.automodel.core import AutoModel
+Modules: `estimator` (`AutoModel`: parameters, checks, dispatch), one module per task family
+(`supervised`: classification and regression; `few_shot`: the learner candidates and their
+ensemble; `similarity`), `inputs` (reading and checking data), `preprocessing` (the in-graph
+preprocessing), `progress` (the per-trial progress lines), `weight_sharing` (the ENAS search
+with progress callbacks).
+"""
+
+from tfmeta.automodel.estimator import AutoModel
 
 __all__ = ["AutoModel"]

@@ -1,12 +1,14 @@
-"""Soft-voting ensembles of exported few-shot models, served as one SavedModel.
+"""Soft-voting ensembles of few-shot models, served as one SavedModel.
 
-Any SavedModel with the `few_shot` signature from DESIGN.md can be a member: Siamese,
-prototypical, matching, relation and MAML exports alike (a MAML member adapts inside its own
-graph). For an episode, the ensemble returns the weighted mean of the members' class
-probabilities, each first tempered by a per-member temperature (1 = unchanged).
-`FewShotEnsemble.export` writes it as a new SavedModel in TF Serving layout whose `few_shot`
-(and `serving_default`) signature runs every member in one graph, so the ensemble serves, and
-is scored by `tfmeta oneshot-eval`, like any single few-shot model.
+A member is any SavedModel with the `few_shot` signature from DESIGN.md (Siamese, prototypical,
+matching, relation and MAML exports alike; a MAML member adapts inside its own graph), or a
+learner in memory: anything with `few_shot_probabilities(support_x, support_y, query_x)` and an
+input shape (every tfmeta learner, or another `FewShotEnsemble`). For an episode, the ensemble
+returns the weighted mean of the members' class probabilities, each first tempered by a
+per-member temperature (1 = unchanged). `FewShotEnsemble.export` writes it as a new SavedModel
+in TF Serving layout whose `few_shot` (and `serving_default`) signature runs every member in one
+graph, so the ensemble serves, and is scored by `tfmeta oneshot-eval`, like any single few-shot
+model.
 
 Independently trained networks make different mistakes, so averaging their probabilities
 usually scores above the best member; it costs one member's inference per member. Members of
@@ -17,7 +19,7 @@ confidence means what it says before the votes are added.
 
 Example:
 
->>> ensemble = FewShotEnsemble(["runs/maml_a/1", "runs/maml_b/1"])
+>>> ensemble = FewShotEnsemble(["runs/maml_a/1", "runs/maml_b/1"])   # or learners in memory
 >>> ensemble.predict_few_shot(support_x, support_y, query_x).shape
 (75, 5)
 >>> ensemble.calibrate(x_val, y_val, ways=5, shots=1)  # optional: one temperature per member
@@ -37,21 +39,54 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.data.validation import check_support_set
-from tfmeta.fewshot.evaluation import episode_sampler, evaluate_on_arrays, iterate_episodes
+from tfmeta.fewshot.evaluation import (compiled_probabilities, episode_sampler, evaluate_on_arrays,
+                                       iterate_episodes)
 
 
 # Probabilities are clipped here before their log, so a member's exact zeros stay finite.
 _MIN_PROBABILITY = 1e-12
 
 
-def _member_summary(path: str, weight: float, temperature: float) -> dict:
+def _member_summary(path: str | None, member: Any, weight: float, temperature: float) -> dict:
     """A member's entry in the ensemble's tfmeta.json (its learner and metrics, when recorded)."""
-    try:
-        meta = export_lib.read_metadata(path)
-    except FileNotFoundError:
-        meta = {}
+    meta = {"learner": getattr(member, "learner_name", type(member).__name__)}
+    if path is not None:
+        try:
+            meta = export_lib.read_metadata(path)
+        except FileNotFoundError:
+            meta = {}
     return {"path": path, "weight": weight, "temperature": temperature,
             "learner": meta.get("learner"), "metrics": meta.get("metrics")}
+
+
+def in_memory_input_shape(member: Any) -> tuple:
+    """One example's shape for an in-memory member: a tfmeta learner's example spec, or the
+    member's `input_shape` without a leading batch axis (None)."""
+    spec = getattr(member, "_example_spec", None)
+    shape = spec() if callable(spec) else getattr(member, "input_shape", None)
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise ValueError(
+            f"`members` entry {type(member).__name__} has `few_shot_probabilities` but no input "
+            f"shape (`input_shape`); received input_shape={shape!r}."
+        )
+    shape = tuple(shape)
+    return shape[1:] if shape[0] is None else shape
+
+
+def _load_member(member: Any) -> tuple:
+    """`(tracked object, signature, probabilities fn, version dir or None, input shape, label)`."""
+    if isinstance(member, (str, os.PathLike)):
+        loaded, signature, path = export_lib.load_few_shot_signature(str(member))
+        return (loaded, signature, export_lib.few_shot_function(signature), path,
+                export_lib.few_shot_input_shape(signature), path)
+    if not callable(getattr(member, "few_shot_probabilities", None)):
+        raise ValueError(
+            "`members` must be few_shot SavedModel paths or learners with `few_shot_probabilities`; "
+            f"received {type(member).__name__}."
+        )
+    label = f"the in-memory {type(member).__name__}"
+    shape = in_memory_input_shape(member)
+    return member, member.few_shot_probabilities, compiled_probabilities(member), None, shape, label
 
 
 def _check_per_member(name: str, values, count: int, allow_zero: bool) -> list[float]:
@@ -88,12 +123,14 @@ def _fit_temperature(log_probs: np.ndarray, labels: np.ndarray, grid: np.ndarray
 
 
 class FewShotEnsemble(tf.Module):
-    """Averages the class probabilities of several `few_shot` SavedModels.
+    """Averages the class probabilities of several few-shot models.
 
     Args:
-        members: Paths of at least two SavedModels with a `few_shot` signature (a version
-            directory, or a base directory: its newest version). Their images must have the
-            same number of channels; their sizes may differ (see below).
+        members: At least two members, each the path of a SavedModel with a `few_shot`
+            signature (a version directory, or a base directory: its newest version) or a
+            learner in memory (`few_shot_probabilities` and an input shape; its variables are
+            exported with the ensemble). Their images must have the same number of channels;
+            their sizes may differ (see below).
         weights: Optional non-negative weight per member (normalised to sum to 1); equal
             weights by default.
         temperatures: Optional positive temperature per member: its probabilities become
@@ -106,23 +143,24 @@ class FewShotEnsemble(tf.Module):
     inside its graph, area-resizes them to each smaller (or differently shaped) member's size.
     Area resizing approximates how the Omniglot loaders downsample (PIL's box filter), not
     exactly, so a smaller member may score a little differently than on images decoded at its
-    own size (measured: a 28 x 28 prototypical network in a 28 + 56 ensemble, 94.66% 5-way
-    1-shot against 94.64% on its own decoding; README).
+    own size.
 
     Attributes:
-        member_paths: The members' resolved version directories.
-        member_signatures: Their loaded `few_shot` concrete functions, in the same order.
+        member_paths: The members' resolved version directories (None for a member in memory).
+        member_signatures: Their `few_shot` functions, in the same order: the loaded concrete
+            function, or the in-memory member's `few_shot_probabilities`.
         weights: The normalised weights.
         temperatures: The members' temperatures (floats; saved with the export as variables).
 
     Raises:
-        ValueError: Fewer than two members, a member without a `few_shot` signature, members
+        ValueError: Fewer than two members, a member without a `few_shot` signature (or
+            without `few_shot_probabilities` and an input shape in memory), members
             whose images differ in rank or channels, or bad weights or temperatures.
     """
 
     def __init__(
         self,
-        members: Sequence[str],
+        members: Sequence[Any],
         weights: Sequence[float] | None = None,
         temperatures: Sequence[float] | None = None,
         name: str = "few_shot_ensemble",
@@ -131,7 +169,7 @@ class FewShotEnsemble(tf.Module):
         if isinstance(members, (str, os.PathLike)) or len(members) < 2:
             received = repr(members) if isinstance(members, (str, os.PathLike)) else f"{len(members)}"
             raise ValueError(
-                f"`members` must list at least 2 few_shot SavedModels; received {received}."
+                f"`members` must list at least 2 few_shot SavedModels or learners; received {received}."
             )
         count = len(members)
         weights = _check_per_member(
@@ -140,27 +178,22 @@ class FewShotEnsemble(tf.Module):
             "temperatures", [1.0] * count if temperatures is None else temperatures, count,
             allow_zero=False,
         )
-        loaded, fns, paths = [], [], []
-        for member in members:
-            obj, fn, path = export_lib.load_few_shot_signature(str(member))
-            loaded.append(obj)
-            fns.append(fn)
-            paths.append(path)
-        shapes = [export_lib.few_shot_input_shape(fn) for fn in fns]
+        loaded, signatures, fns, paths, shapes, labels = zip(*(_load_member(member) for member in members))
         if len(set(shapes)) > 1:  # only images of fully known sizes and equal channels can differ
-            for shape, path in zip(shapes, paths):
+            for shape, label in zip(shapes, labels):
                 if len(shape) != 3 or None in shape or shape[2] != shapes[0][2] or len(shapes[0]) != 3:
                     raise ValueError(
                         "Members must take inputs of one shape, or [height, width, channels] "
-                        f"images of known sizes with the same channels: {paths[0]} takes "
-                        f"{shapes[0]}, {path} takes {shape}."
+                        f"images of known sizes with the same channels: {labels[0]} takes "
+                        f"{shapes[0]}, {label} takes {shape}."
                     )
         # The largest member size (first on ties) is the ensemble's; the others resize to theirs.
         shape = max(shapes, key=lambda s: int(np.prod([d or 0 for d in s[:2]])))
         self._member_sizes = [tuple(s[:2]) for s in shapes]
-        self._members = loaded  # tracked: the members' variables are saved with the ensemble
-        self.member_signatures = fns
-        self.member_paths = paths
+        self._members = list(loaded)  # tracked: the members' variables are saved with the ensemble
+        self.member_signatures = list(signatures)
+        object.__setattr__(self, "_member_functions", list(fns))  # untracked; `_members` holds the variables
+        self.member_paths = list(paths)
         self.weights = [w / sum(weights) for w in weights]
         self._temperatures = [
             tf.Variable(t, trainable=False, dtype=tf.float32, name=f"temperature_{i}")
@@ -191,8 +224,7 @@ class FewShotEnsemble(tf.Module):
         if size != tuple(self.input_shape[:2]):
             support_x = tf.image.resize(support_x, size, method="area")
             query_x = tf.image.resize(query_x, size, method="area")
-        fn = self.member_signatures[index]
-        return fn(support_x=support_x, support_y=support_y, query_x=query_x)["probabilities"]
+        return self._member_functions[index](support_x, support_y, query_x)
 
     def _few_shot(self, support_x, support_y, query_x):
         total = None
@@ -285,8 +317,9 @@ class FewShotEnsemble(tf.Module):
             "class_names": None,
             "metrics": {},
             "members": [
-                _member_summary(path, weight, temperature)
-                for path, weight, temperature in zip(self.member_paths, self.weights, self.temperatures)
+                _member_summary(path, member, weight, temperature)
+                for path, member, weight, temperature in zip(
+                    self.member_paths, self._members, self.weights, self.temperatures)
             ],
             "signatures": ["few_shot", "serving_default"],
         }

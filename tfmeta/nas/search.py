@@ -17,6 +17,11 @@ repeated, and the strategy (controller weights, Adam slots and baseline; evoluti
 RNG states) is restored from `oracle.json`. `max_trials` counts all trials of the project, so
 resuming with a larger `max_trials` extends a finished search.
 
+Callbacks: `callbacks=[...]` (or `search.callbacks.append(...)`) are objects with
+`on_trial_end(search, record)` (see `SearchCallback`), called after every trial with the trial's
+record and its wall time, e.g. to print progress. The tuners here call them from KerasTuner's
+own `on_trial_end` hook (`TrialCallbacks`); a tuner of your own mixes `TrialCallbacks` in.
+
 Distributed: run the same script in several processes with KerasTuner's environment
 variables (`KERASTUNER_TUNER_ID=chief|tuner0|tuner1...`, `KERASTUNER_ORACLE_IP`,
 `KERASTUNER_ORACLE_PORT`). The chief serves the oracle (its `search()` blocks until the
@@ -53,6 +58,62 @@ from tfmeta.nas.builders import build_dense_model  # noqa: F401  (docstring exam
 from tfmeta.training_state import build_training_state
 
 
+class SearchCallback:
+    """A hook of `ArchitectureSearch(callbacks=[...])`, called as each trial finishes.
+
+    `on_trial_end(search, record)` runs in the process that ran the trial, after KerasTuner has
+    stored it. `record` is the trial's entry as `ArchitectureSearch.results()` gives it
+    (`trial_id`, `arch`, `architecture`, `status`, `score`, `metrics`) plus `seconds`, the
+    trial's wall time. Any object with this method works; subclassing is optional.
+
+    Example:
+
+    >>> class PrintScores(SearchCallback):
+    ...     def on_trial_end(self, search, record):
+    ...         print(record["arch"], record["score"], f"{record['seconds']:.1f}s")
+    >>> search = ArchitectureSearch(space, evaluate=score, callbacks=[PrintScores()])  # doctest: +SKIP
+    """
+
+    def on_trial_end(self, search: "ArchitectureSearch", record: dict) -> None:
+        """Called after each trial; `record` as described in the class docstring."""
+
+
+class TrialCallbacks:
+    """Tuner mixin: calls its search's callbacks from KerasTuner's `on_trial_end` hook.
+
+    Mix it in before the KerasTuner base class, `class MyTuner(TrialCallbacks, keras_tuner.Tuner)`;
+    `ArchitectureSearch` sets `architecture_search` on the tuner it makes.
+    """
+
+    #: The `ArchitectureSearch` whose `callbacks` are called (None: no callbacks).
+    architecture_search = None
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._trial_started = time.time()
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        search = self.architecture_search
+        if search is None or not search.callbacks:
+            return
+        record = _trial_record(search.space, self.oracle.get_trial(trial.trial_id))
+        record["seconds"] = time.time() - getattr(self, "_trial_started", time.time())
+        for callback in search.callbacks:
+            callback.on_trial_end(search, record)
+
+
+def _check_callbacks(callbacks) -> list:
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not callable(getattr(callback, "on_trial_end", None)):
+            raise ValueError(
+                "`callbacks` must hold objects with an `on_trial_end(search, record)` method; "
+                f"received {type(callback).__name__}."
+            )
+    return callbacks
+
+
 class ArchitectureHyperModel(keras_tuner.HyperModel):
     """A KerasTuner hypermodel building `build_model(space.from_hp(hp))`, compiled if needed."""
 
@@ -85,7 +146,7 @@ class ArchitectureHyperModel(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
-class KerasArchitectureTuner(keras_tuner.Tuner):
+class KerasArchitectureTuner(TrialCallbacks, keras_tuner.Tuner):
     """KerasTuner `Tuner` training one child model per trial (KerasTuner's fit/checkpoint logic)."""
 
     def _populate_initial_space(self):
@@ -99,7 +160,7 @@ class KerasArchitectureTuner(keras_tuner.Tuner):
         self.oracle.update_space(hp)
 
 
-class FunctionTuner(base_tuner.BaseTuner):
+class FunctionTuner(TrialCallbacks, base_tuner.BaseTuner):
     """A KerasTuner tuner whose trial evaluates `evaluate(arch)` (no training)."""
 
     def __init__(self, oracle: ArchitectureOracle, evaluate: Callable[[Architecture], Any], **kwargs):
@@ -160,6 +221,8 @@ class ArchitectureSearch:
             `sample_size`.
         compile_kwargs: `model.compile` arguments for uncompiled models.
         tuner_kwargs: Extra `KerasTuner` tuner arguments (`executions_per_trial`, ...).
+        callbacks: Objects with `on_trial_end(search, record)` (`SearchCallback`), called
+            after every trial; kept in the list `self.callbacks`, which can grow later.
 
     Example:
 
@@ -186,6 +249,7 @@ class ArchitectureSearch:
         strategy_kwargs: Mapping[str, Any] | None = None,
         compile_kwargs: Mapping[str, Any] | None = None,
         tuner_kwargs: Mapping[str, Any] | None = None,
+        callbacks: list | None = None,
     ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
@@ -201,7 +265,9 @@ class ArchitectureSearch:
             strategy_kwargs=dict(strategy_kwargs or {}),
         )
         common = {"directory": directory, "project_name": project_name, "overwrite": overwrite, **dict(tuner_kwargs or {})}
+        self.callbacks = _check_callbacks(callbacks)
         self.tuner = self._make_tuner(build_model, evaluate, compile_kwargs, common)
+        self.tuner.architecture_search = self
 
     def _make_tuner(self, build_model, evaluate, compile_kwargs, tuner_kwargs: dict):
         """The KerasTuner tuner that runs the trials (subclasses run them their own way)."""

@@ -1,0 +1,294 @@
+"""`AutoModel`: a scikit-learn style front door that searches, trains and exports.
+
+The estimator holds the parameters, checks them and the data, and dispatches the work to one
+module per task family: `supervised` (classification and regression: the architecture
+search, the refit, export), `few_shot` (the learner candidates and their ensemble) and
+`similarity` (a Siamese model on pairs).
+
+Example:
+
+>>> am = tfmeta.AutoModel(task="classification", max_trials=3, epochs=10, seed=0,
+...                       directory="runs", project_name="digits")
+>>> am.fit(x_train, y_train)                 # numpy, tf.data (x, y) batches, or an image folder
+>>> am.score(x_test, y_test)
+>>> am.leaderboard()[0]                      # best trial first
+>>> am.export("saved_models/digits")        # -> saved_models/digits/<next version>/
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from tfmeta.automodel import few_shot, similarity, supervised
+from tfmeta.automodel import inputs as inputs_lib
+from tfmeta.automodel.preprocessing import Preprocessing
+
+TASKS = ("classification", "regression", "few_shot", "similarity")
+STRATEGIES = ("controller", "evolution", "random")
+TRAIN_PATHS = ("trial", "uniform")
+_FAMILIES = {"classification": supervised, "regression": supervised, "few_shot": few_shot,
+             "similarity": similarity}
+
+
+class AutoModel(BaseEstimator):
+    """Chooses, trains and exports a model for the user's data.
+
+    Args:
+        task: `"classification"`, `"regression"` (images `(N, H, W[, C])` or tables
+            `(N, F)`), `"few_shot"` (fit on base classes, predict new classes from a support
+            set) or `"similarity"` (a Siamese model; `predict` on pairs).
+        max_trials: Architectures (or few-shot learners) tried.
+        epochs: Training epochs per trial (classification/regression), with early stopping
+            on the validation split; for few-shot/similarity, epochs of `steps_per_epoch`.
+        max_time: Wall-clock budget in seconds for the search, or None. No trial starts after
+            it; the best trial so far is kept.
+        strategy: NAS strategy: `"controller"` (REINFORCE RNN), `"evolution"` or `"random"`.
+        seed: Seed that makes a run repeatable.
+        directory: Where searches persist their trials (KerasTuner layout).
+        project_name: Sub-folder of `directory` for this search.
+        overwrite: Start the search afresh instead of resuming it.
+        batch_size: Training batch size.
+        patience: Early-stopping patience in epochs.
+        steps_per_epoch: Episodes (or pair batches) per epoch for few-shot/similarity.
+        learners: Few-shot candidates, a subset of `("protonet", "maml", "siamese")`.
+        ways: Ways of the few-shot validation episodes (and training episodes).
+        shots: Shots of the few-shot validation episodes.
+        refit: Classification/regression: after the search, retrain the best architecture on
+            all the training data (the validation split included) for `refit_epochs` epochs.
+            Skipped when `validation_data` is given or `max_time` is spent (except after a
+            weight-sharing search, which trains no model per trial).
+        ensemble: Classification/regression with a refit: predict with the average of the
+            refit model and the best trial's own trained model (the same architecture from
+            another initialisation, trained on the search split; not after a weight-sharing
+            search). Two members cut the spread that the refit's initialisation alone leaves.
+            Few-shot: also score a soft-voting `FewShotEnsemble` of the two best learners on
+            the validation episodes, and keep it when it beats the best learner alone.
+        verbose: 0 silent, 1 one progress line per trial.
+        space: The architectures searched: a `tfmeta.nas.MicroCellSpace` for images or a
+            `tfmeta.nas.DenseSpace` for tables. None: a 3-node cell space with the ENAS
+            operations, or three dense layers of 0-256 units.
+        filters: Image tasks: channels of the first stage of the searched cell networks.
+        learning_rate: Adam learning rate of the trials (and of the shared supernet) and of
+            the refit.
+        weight_sharing: Image classification: ENAS. The children share one supernet's weights
+            (`tfmeta.nas.enas.WeightSharingSearch`), each trained for `child_steps` batches and
+            scored with the shared weights; the architecture `derive()` picks is then trained
+            from scratch on all the training data (the refit, always run).
+        child_steps: With `weight_sharing`: shared-weight training batches per child.
+        train_paths: With `weight_sharing`: `"trial"` (the batches train the trial's own
+            child) or `"uniform"` (a uniformly random child per batch).
+        refit_cells: Image tasks: the refit stacks the best cell this many times per stage
+            (NASNet's "search small, stack deep"; the children have one). None: the searched depth.
+        refit_filters: Image tasks: first-stage channels of the refit model (None: `filters`).
+        refit_epochs: Epochs of the refit. None: `epochs`, or the best trial's best epoch
+            count if larger.
+
+    A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
+    trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
+    searched size the refit reuses the best trial's model, reset to its initial state.
+
+    Fitted attributes: `model_` (Keras model taking raw inputs; for few-shot, a learner or a
+    `FewShotEnsemble`), `members_` (the models whose outputs `model_` averages, or
+    `[model_]`), `classes_`, `task_kind_`, `preprocessing_`, `best_architecture_`,
+    `best_learner_`, `best_score_`, `trials_`, `n_features_in_`, `input_shape_`, `fit_time_`;
+    classification/regression also `refit_epochs_` (None without a refit), `search_`
+    (the search summary), `search_time_` and `refit_time_` (seconds).
+    """
+
+    def __init__(
+        self,
+        task: str = "classification",
+        max_trials: int = 10,
+        epochs: int = 10,
+        max_time: float | None = None,
+        strategy: str = "controller",
+        seed: int | None = None,
+        directory: str = "runs",
+        project_name: str = "automodel",
+        overwrite: bool = False,
+        batch_size: int = 32,
+        patience: int = 3,
+        steps_per_epoch: int = 100,
+        learners: tuple[str, ...] = ("protonet", "maml", "siamese"),
+        ways: int = 5,
+        shots: int = 1,
+        refit: bool = True,
+        ensemble: bool = True,
+        verbose: int = 1,
+        space=None,
+        filters: int = 32,
+        learning_rate: float = 1e-3,
+        weight_sharing: bool = False,
+        child_steps: int = 20,
+        train_paths: str = "trial",
+        refit_cells: int | None = None,
+        refit_filters: int | None = None,
+        refit_epochs: int | None = None,
+    ):
+        self.task = task
+        self.max_trials = max_trials
+        self.epochs = epochs
+        self.max_time = max_time
+        self.strategy = strategy
+        self.seed = seed
+        self.directory = directory
+        self.project_name = project_name
+        self.overwrite = overwrite
+        self.batch_size = batch_size
+        self.patience = patience
+        self.steps_per_epoch = steps_per_epoch
+        self.learners = learners
+        self.ways = ways
+        self.shots = shots
+        self.refit = refit
+        self.ensemble = ensemble
+        self.verbose = verbose
+        self.space = space
+        self.filters = filters
+        self.learning_rate = learning_rate
+        self.weight_sharing = weight_sharing
+        self.child_steps = child_steps
+        self.train_paths = train_paths
+        self.refit_cells = refit_cells
+        self.refit_filters = refit_filters
+        self.refit_epochs = refit_epochs
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"`task` must be one of {TASKS}; received {self.task!r}.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}; received {self.strategy!r}.")
+        if self.train_paths not in TRAIN_PATHS:
+            raise ValueError(f"`train_paths` must be one of {TRAIN_PATHS}; received {self.train_paths!r}.")
+        positive = ("max_trials", "epochs", "batch_size", "steps_per_epoch", "ways", "shots", "filters", "child_steps")
+        for name in positive + ("refit_cells", "refit_filters", "refit_epochs"):
+            value = getattr(self, name)
+            if value is None and name not in positive:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                optional = "" if name in positive else "None or "
+                raise ValueError(f"`{name}` must be {optional}an integer >= 1; received {value!r}.")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"`max_time` must be None or a number of seconds > 0; received {self.max_time!r}.")
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+                or not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be a number > 0; received {self.learning_rate!r}.")
+        if self.weight_sharing and self.task != "classification":
+            raise ValueError(f"`weight_sharing=True` is for task='classification'; received task={self.task!r}.")
+        if self.weight_sharing and not self.refit:
+            raise ValueError("`weight_sharing=True` trains no model per trial, so it needs `refit=True`; "
+                             "received refit=False.")
+        if self.task == "few_shot":
+            few_shot.check_candidates(self.learners)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            # scikit-learn's NotFittedError (a ValueError and an AttributeError), as its estimators raise.
+            raise NotFittedError("This AutoModel is not fitted yet: call `fit` before using it.")
+
+    def _check_x(self, x, name: str = "x") -> np.ndarray:
+        x, _ = inputs_lib.to_arrays(x)
+        return inputs_lib.check_features(x, name, self.input_shape_)
+
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    @property
+    def _family(self):
+        return _FAMILIES[self.task]
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, x, y=None, validation_split: float = 0.2, validation_data=None, image_size=None):
+        """Searches and trains a model.
+
+        Args:
+            x: numpy array, batched `tf.data.Dataset` of `(x, y)`, or a folder of images with
+                one sub-folder per class.
+            y: Labels/targets (None for datasets and folders).
+            validation_split: Fraction of the data held out to score trials (classification
+                and regression: examples; few-shot: base classes).
+            validation_data: Optional `(x_val, y_val)` instead of the split (classification
+                and regression).
+            image_size: `(height, width)` for image folders (default: the first image's size).
+
+        Returns:
+            self.
+        """
+        self._check_params()
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be in (0, 1); received {validation_split!r}.")
+        if validation_data is not None and self._family is not supervised:
+            raise ValueError("`validation_data` is for task='classification' or 'regression'; "
+                             f"task={self.task!r} holds out `validation_split` of the classes.")
+        x, y = inputs_lib.to_arrays(x, y, image_size=image_size)
+        inputs_lib.check_features(x)
+        y = inputs_lib.check_targets(x, y, self.task)
+        keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
+        self.task_kind_ = inputs_lib.input_kind(x)
+        self.n_features_in_ = int(np.prod(x.shape[1:]))
+        self.input_shape_ = tuple(x.shape[1:])
+        self.preprocessing_ = Preprocessing(x, self.task_kind_)
+        self._start = time.time()
+        if self.task != "regression":
+            self.classes_ = np.unique(y)
+            y = np.searchsorted(self.classes_, y).astype(np.int64)
+        self._family.fit(self, x, y, validation_split, validation_data)
+        self.fit_time_ = time.time() - self._start
+        return self
+
+    # ----------------------------------------------------------------- predict
+    def predict_proba(self, x, support=None) -> np.ndarray:
+        """Class probabilities `[N, C]` (classification) or `[Q, N]` for a support set."""
+        self._check_fitted()
+        if self.task not in ("classification", "few_shot"):
+            raise ValueError(f"`predict_proba` is for task='classification' or 'few_shot'; this AutoModel has task={self.task!r}.")
+        return self._family.predict_proba(self, x, support)
+
+    def predict(self, x, support=None) -> np.ndarray:
+        """Class labels (classification), values (regression), class ids 0..N-1 of a support
+        set (few_shot: pass `support=(support_x, support_y)`), or same-class probabilities of
+        pairs `x=(x1, x2)` (similarity)."""
+        self._check_fitted()
+        return self._family.predict(self, x, support)
+
+    def evaluate(self, x, y=None, episodes: int = 200) -> dict:
+        """Test metrics: accuracy (classification), mse/mae/r2 (regression), episode accuracy with
+        95% CI on new classes (few_shot), pair accuracy (similarity)."""
+        self._check_fitted()
+        x, y = inputs_lib.to_arrays(x, y)
+        inputs_lib.check_features(x, "x", self.input_shape_)
+        y = inputs_lib.check_targets(x, y, self.task)
+        return self._family.evaluate(self, x, y, episodes=episodes)
+
+    def score(self, x, y=None) -> float:
+        """Accuracy (classification, few_shot), R^2 (regression) or pair accuracy (similarity)."""
+        metrics = self.evaluate(x, y)
+        return metrics.get("accuracy", metrics.get("r2", metrics.get("pair_accuracy")))
+
+    def leaderboard(self) -> list[dict]:
+        """Every trial, best first: trial, architecture or learner, score, seconds."""
+        self._check_fitted()
+        return [dict(t) for t in self.trials_]
+
+    # ------------------------------------------------------------------ export
+    def export(self, path: str, version: int | None = None) -> str:
+        """Writes `path/<next version>/` with `serving_default` taking raw inputs (and
+        `few_shot` for few-shot tasks) plus `tfmeta.json`; returns the version directory."""
+        self._check_fitted()
+        meta = {
+            "task": self.task,
+            "learner": self.best_learner_,
+            "architecture": self.best_architecture_,
+            "input_spec": self.preprocessing_.get_config(),
+            "class_names": self.classes_.tolist() if self.task == "classification" else None,
+            "metrics": {"validation_score": self.best_score_},
+            "leaderboard": self.trials_,
+        }
+        return self._family.export(self, path, meta, version)
