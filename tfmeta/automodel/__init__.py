@@ -3,8 +3,7 @@
 Modules: `estimator` (`AutoModel`: parameters, checks, dispatch), one module per task family
 (`supervised`: classification and regression; `few_shot`: the learner candidates and their
 ensemble; `similarity`), `inputs` (reading and checking data), `preprocessing` (the in-graph
-preprocessing), `progress` (the per-trial progress lines), `weight_sharing` (the ENAS search
-with progress callbacks).
+preprocessing), `progress` (the per-trial progress lines).
 """
 
 from tfmeta.automodel.estimator import AutoModel

@@ -193,12 +193,12 @@ class _SupervisedFit:
 
     def _search_shared(self, x, y, xv, yv, progress):
         """ENAS on preprocessed arrays; returns `(search, derived architecture, its score)`."""
-        from tfmeta.automodel.weight_sharing import ReportingWeightSharingSearch
+        from tfmeta.nas.enas import WeightSharingSearch
 
         am = self.am
         pre = am.preprocessing_
         shape = pre.model_input_shape
-        search = ReportingWeightSharingSearch(
+        search = WeightSharingSearch(
             self.space, shape, self.outputs, strategy=am.strategy, child_steps=am.child_steps,
             train_paths=am.train_paths, batch_size=am.batch_size, filters=am.filters,
             num_reductions=num_reductions(shape), optimizer=keras.optimizers.Adam(am.learning_rate),

@@ -26,7 +26,8 @@ Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light)
 - `enas`: ENAS weight-sharing search: `WeightSharingSearch` (trials train the shared weights;
   resumable like every search) and `UniformPathSampler` (single-path one-shot training).
 - `benchmarks`: NAS-Bench-Macro tabular objective and `run_tabular_search` (`tfmeta search`).
-- `digits`: a real search on scikit-learn digits, retraining and SavedModel export.
+- `digits`: deprecated; the digits search is `tfmeta.AutoModel` on `tfmeta.data.digits` (see
+  `benchmarks/nas_digits.py`).
 
 Example:
 

@@ -47,7 +47,7 @@ from tfmeta._deprecation import moved_names
 from tfmeta.nas import checkpoint, supernet
 from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.oracles import ArchitectureOracle
-from tfmeta.nas.search import ArchitectureSearch
+from tfmeta.nas.search import ArchitectureSearch, TrialCallbacks
 from tfmeta.nas.space import Architecture, MicroCellSpace
 from tfmeta.training_state import build_training_state
 
@@ -96,7 +96,7 @@ class UniformPathSampler(keras.callbacks.Callback):
         self.model.set_architecture(self.space.sample(self.rng))
 
 
-class WeightSharingTuner(base_tuner.BaseTuner):
+class WeightSharingTuner(TrialCallbacks, base_tuner.BaseTuner):
     """A KerasTuner tuner whose trials train and score children of one `SharedCellNetwork`."""
 
     def __init__(self, oracle: ArchitectureOracle, network: supernet.SharedCellNetwork, child_steps: int,
@@ -183,6 +183,7 @@ class WeightSharingSearch(ArchitectureSearch):
         max_time: Optional wall-clock limit of `search()`, seconds.
         strategy_kwargs: Strategy arguments (controller `learning_rate`, ...).
         tuner_kwargs: Extra KerasTuner tuner arguments.
+        callbacks: Objects with `on_trial_end(search, record)`, as in `ArchitectureSearch`.
 
     `search(x, y, validation_data=(x_val, y_val))` runs or resumes the search; the objective
     is the child's `val_accuracy` with the shared weights.
@@ -194,7 +195,8 @@ class WeightSharingSearch(ArchitectureSearch):
                  num_reductions: int = 2, optimizer: keras.optimizers.Optimizer | None = None,
                  max_trials: int = 100, directory: str = "runs", project_name: str = "enas", overwrite: bool = False,
                  seed: int | None = None, max_time: float | None = None,
-                 strategy_kwargs: Mapping[str, Any] | None = None, tuner_kwargs: Mapping[str, Any] | None = None):
+                 strategy_kwargs: Mapping[str, Any] | None = None, tuner_kwargs: Mapping[str, Any] | None = None,
+                 callbacks: list | None = None):
         if not isinstance(space, MicroCellSpace):
             raise ValueError(f"`space` must be a MicroCellSpace; received {type(space).__name__}.")
         for arg, value in (("child_steps", child_steps), ("batch_size", batch_size)):
@@ -227,7 +229,8 @@ class WeightSharingSearch(ArchitectureSearch):
         build_training_state(self.network)  # the optimizer, which a resumed search's checkpoint restores
         super().__init__(space, strategy=strategy, objective="val_accuracy", max_trials=max_trials,
                          directory=directory, project_name=project_name, overwrite=overwrite, seed=seed,
-                         max_time=max_time, strategy_kwargs=strategy_kwargs, tuner_kwargs=tuner_kwargs)
+                         max_time=max_time, strategy_kwargs=strategy_kwargs, tuner_kwargs=tuner_kwargs,
+                         callbacks=callbacks)
 
     def _make_tuner(self, build_model, evaluate, compile_kwargs, tuner_kwargs: dict):
         return WeightSharingTuner(self.oracle, self.network, self.child_steps, self.batch_size, self.seed,
