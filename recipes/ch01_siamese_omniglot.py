@@ -102,8 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--runs-dir", default=None, help="where the runs are (built when missing; default runs/)")
     if p.parse_known_args(argv)[0].quick:  # the smoke run's defaults; flags given still win
         p.set_defaults(**QUICK)
-    args = p.parse_args(argv)
-    return args
+    return p.parse_args(argv)
 
 
 def training_augmentation(image_size: int) -> RandomAffine:
@@ -146,17 +145,15 @@ def plot_pairs(model, x, y, path: Path, n: int = 8, seed: int = 0) -> str:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    previous_policy = keras.config.dtype_policy()
+    args, start, previous_policy = parse_args(argv), time.time(), keras.config.dtype_policy()
     keras.config.set_dtype_policy(args.dtype_policy)
     try:
-        return run(args)
+        return run(args, start)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def run(args) -> dict:
-    start = time.time()
+def run(args, start: float) -> dict:
     tag = f"{RECIPE}{'_quick' if args.quick else ''}"
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -227,10 +224,9 @@ def run(args) -> dict:
     export_path = serving_model.export(args.export_dir, metadata={
         "class_names": None,
         "held_out_alphabets": list(split.held_out_alphabets),
-        "preprocessing": (f"in-graph ink bounding-box normalisation ({args.ink_box} px box in "
-                          f"{args.image_size} x {args.image_size}) of raw {RAW_IMAGE_SIZE} x "
-                          f"{RAW_IMAGE_SIZE} images, ink = 1" if args.ink_box
-                          else f"{args.image_size} x {args.image_size} images, ink = 1"),
+        "preprocessing": f"{args.image_size} x {args.image_size} images, ink = 1" + (
+            f", from raw {RAW_IMAGE_SIZE} x {RAW_IMAGE_SIZE} ones by in-graph ink bounding-box "
+            f"normalisation into a {args.ink_box} px box" if args.ink_box else ""),
         "metrics": {"oneshot20_accuracy_keras": keras_accuracy},
     })
     scored = evaluate_saved_model(export_path, runs_dir)
@@ -243,11 +239,7 @@ def run(args) -> dict:
 
     plot = plot_pairs(model, split.held_out.x, split.held_out.y, out_dir / f"{RECIPE}_pairs.png")
     result = {
-        "recipe": RECIPE, "quick": bool(args.quick),
-        **{k: getattr(args, k) for k in ("objective", "distance", "train_on", "within_alphabet", "lr",
-                                          "lr_schedule", "ways", "filters", "tta_shift", "ink_box",
-                                          "image_size", "mirrors", "dtype_policy", "tta_views")},
-        "episode_loss": args.episode_loss if args.train_on == "episodes" else "pairs",
+        "recipe": RECIPE, **vars(args), "episode_loss": model.episode_loss,
         "held_out_alphabets": list(split.held_out_alphabets),
         "train_classes": split.train.num_classes, "held_out_characters": split.held_out.num_classes,
         "train_steps": int(budget.steps), "train_seconds": round(train_seconds, 1),
