@@ -45,11 +45,12 @@ def build_case(case: str):
 
     keras.utils.set_random_seed(0)
     if case in ("child", "supernet"):
-        from tfmeta.nas.digits import build_child_model, load_digits_splits
+        from tfmeta.data.digits import load_digits_splits
+        from tfmeta.nas.digits import build_child_model
         from tfmeta.nas.enas import SharedCellNetwork
         from tfmeta.nas.space import MicroCellSpace
 
-        x, y = load_digits_splits()["train"]
+        x, y = load_digits_splits(test_size=0.2, validation_size=0.2, scaled=True, channel_axis=True)["train"]
         space = MicroCellSpace(num_nodes=3)
         if case == "child":
             model = build_child_model(space, space.sample(np.random.default_rng(0)), x.shape[1:])

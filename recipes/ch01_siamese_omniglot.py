@@ -1,29 +1,25 @@
 """Chapter 1: a Siamese network for one-shot Omniglot (Koch et al. 2015), held-out alphabets.
 
 Data: the Omniglot background sets minus two held-out alphabets (Balinese and Korean, 64
-characters never seen in training), with 90/180/270-degree rotations as extra classes
-(`tfmeta.data.omniglot_splits.load_omniglot_split`). Every drawing is size-normalised first
+characters never seen in training), rotations as extra classes, every drawing size-normalised
 (`--ink-box 34 --image-size 40`: its ink bounding box, read from the 105 x 105 original, scaled
-into a centred 34 x 34 square of the 40 x 40 input), because a plain downsampling leaves wide,
-low characters a few pixels tall.
+into a centred 34 x 34 square of the 40 x 40 input; a plain downsampling leaves wide, low
+characters a few pixels tall).
 
-Model: `tfmeta.SiameseNetwork` on a conv4 encoder, trained on 40-way one-shot episodes with the
-N-pair softmax loss (each query's pair logits against every class of its episode), contrastive
-objective, euclidean distance, small random affine distortions, and a learning rate annealed
-over a time budget. At test time each embedding is averaged over the image and its 1-pixel
-translations (`--tta-shift 1`).
+Model: `tfmeta.SiameseNetwork` on conv4, contrastive objective, euclidean distance, trained on
+40-way one-shot episodes with the N-pair softmax loss (each query's pair logits against every
+class), small random affine distortions, the learning rate annealed over a time budget. At test
+time each embedding is averaged over the image and its 1-pixel translations (`--tta-shift 1`).
 
-Score: 20-way one-shot runs in Lake's format, built from the held-out alphabets (every run within
-one alphabet, `tfmeta.data.oneshot_runs.make_oneshot_runs`), scored in process and through the
-export with `tfmeta.fewshot.oneshot.evaluate_saved_model` (the code of `tfmeta oneshot-eval`);
-the two must agree. An untrained network of the same architecture is scored on the same runs as
-the baseline the training has to beat.
+Score: 20-way one-shot runs in Lake's format built from the held-out alphabets (each within one
+alphabet), scored in process and through the export with `tfmeta.fewshot.oneshot.
+evaluate_saved_model` (the code of `tfmeta oneshot-eval`), and, as the baseline training has to
+beat, an untrained network of the same architecture on the same runs.
 
-Export: `saved_models/omniglot_siamese/<version>/` (`serving_default` = pair similarity,
-`few_shot` = class probabilities) takes raw 105 x 105 drawings and size-normalises them in its
-graph. The trained weights go to `<out-dir>/ch01_siamese_omniglot.weights.h5` before scoring; a
-plot of held-out pairs with their similarity to `<out-dir>/ch01_siamese_omniglot_pairs.png`; the
-results to `<out-dir>/ch01_siamese_omniglot.json`.
+Export: `saved_models/omniglot_siamese/<version>/` (`serving_default`: pair similarity,
+`few_shot`: class probabilities) takes raw 105 x 105 drawings and normalises them in its graph.
+`<out-dir>` receives the trained weights (before scoring), a plot of held-out pairs with their
+similarity and the JSON results.
 
 Usage:
 
