@@ -2,27 +2,13 @@
 
 Every member and the ensemble (`tfmeta.fewshot.ensemble.FewShotEnsemble`: the mean of the members'
 class probabilities) answer the same N-way K-shot episodes, drawn from the held-out alphabets
-of the shared background sets (`DEFAULT_HELD_OUT_ALPHABETS`), through their exported `few_shot`
+of the shared background sets (`tfmeta.data.omniglot_splits.load_omniglot_split`), through their exported `few_shot`
 signatures, so any exported learner can be a member (MAML adapts inside its graph). The images
 are decoded at the largest member's size; smaller members see them area-resized, as inside the
 ensemble.
 
     python benchmarks/few_shot_ensemble.py runs/maml_a/export runs/maml_b/export \\
         --ways 5 --shots 1 --episodes 600 --json [--export saved_models/omniglot_maml_ensemble]
-
-Measured (5-way 1-shot, 600 episodes, seed 1234; members exported with test-time views):
-
-    ch03 MAML 5,400 s + ch03 MAML seed 1, 3,500 s:   members 94.2 / 93.7, ensemble 94.8 +- 0.5
-    the same + the 2,400 s cosine MAML run (94.0):    ensemble 94.8 +- 0.5
-    that 3-MAML ensemble export + ProtoNet 32 views:  members 94.8 / 95.0, ensemble 95.6 +- 0.5
-    ch03 MAML++ (--maml-plus-plus --inner-steps 3, 5,400 s, 94.7 here) + those 3 MAML runs:
-                                                      ensemble 95.1 +- 0.5 (4 MAML members);
-      after the samplers' seed fix (another, seed-independent draw): members 94.2 / 93.4 /
-      92.9 / 93.3, ensemble 94.6 +- 0.5
-    on that draw, the two MAML++ runs (seed 2, 5,400 s: 94.20; seed 3, 3,900 s: 94.22):
-                                                      ensemble 94.87 +- 0.48
-    + the MAML++ --mirrors run (93.89):               ensemble 94.88 +- 0.48; with the three
-      other MAML runs (six members) 94.85; best subset (--subsets, chosen on the test) 94.94
 
 `--subsets` also scores the equal-weight soft vote of every subset of two or more members,
 from the member probabilities saved during their one pass (no more model calls), best first.
@@ -36,28 +22,22 @@ Prints one JSON object: `{"members": [{"path", "accuracy", "ci95", "seconds"}...
 
 from __future__ import annotations
 
-import os
+import argparse
+import itertools
+import json
+import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
+import numpy as np
 
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from tfmeta.data.episodes import EpisodeSampler  # noqa: E402
-from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
-from tfmeta.fewshot.ensemble import FewShotEnsemble  # noqa: E402
-from tfmeta.fewshot.evaluation import evaluate_few_shot, mean_confidence_interval  # noqa: E402
+from tfmeta.data.episodes import EpisodeSampler
+from tfmeta.data.omniglot_splits import load_omniglot_split
+from tfmeta.fewshot.ensemble import FewShotEnsemble
+from tfmeta.fewshot.evaluation import mean_confidence_interval, score_episodes
 
 
 def _timed(fn, sampler, episodes, seed) -> dict:
     t = time.time()
-    result = evaluate_few_shot(fn, sampler, episodes=episodes, seed=seed)
+    result = score_episodes(fn, sampler, episodes=episodes, seed=seed, meta_batch=1)
     return {"accuracy": result["accuracy"], "ci95": result["ci95"], "seconds": time.time() - t}
 
 
@@ -91,16 +71,16 @@ def main(argv=None) -> dict:
     ensemble = FewShotEnsemble(args.members, weights=args.weights)
     # Images at the ensemble's size: the largest member's (smaller members get them area-resized).
     height, width = ensemble.input_shape[:2]
-    data = load_omniglot(("small1", "small2"), image_size=height if height == width else (height, width),
-                         data_dir=args.data_dir)
-    _, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
+    split = load_omniglot_split(height if height == width else (height, width), test_protocols="characters",
+                                data_dir=args.data_dir)
+    test = split.held_out
     sampler = EpisodeSampler(test.x, test.y, args.ways, args.shots, args.queries, seed=args.seed)
     members, member_probs = [], []
     for index, path in enumerate(ensemble.member_paths):
         member_probs.append([])
 
         def member(sx, sy, qx, index=index, record=member_probs[-1]):
-            probs = ensemble.member_probabilities(index, sx, tf.cast(sy, tf.int32), qx)
+            probs = ensemble.member_probabilities(index, sx, sy, qx)  # sy: int32 from the scorer
             record.append(probs.numpy())
             return probs
 

@@ -20,18 +20,16 @@ Prints JSON: `{case: {"prebuilt": {"first_fit_s", "traces"}, "keras_alone": {...
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tfmeta  # before keras and tensorflow: sets TensorFlow's environment defaults
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = ("child", "supernet", "protonet", "maml")
@@ -47,11 +45,12 @@ def build_case(case: str):
 
     keras.utils.set_random_seed(0)
     if case in ("child", "supernet"):
-        from tfmeta.nas.digits import build_child_model, load_digits_splits
+        from tfmeta.data.digits import load_digits_splits
+        from tfmeta.nas.digits import build_child_model
         from tfmeta.nas.enas import SharedCellNetwork
         from tfmeta.nas.space import MicroCellSpace
 
-        x, y = load_digits_splits()["train"]
+        x, y = load_digits_splits(test_size=0.2, validation_size=0.2, scaled=True, channel_axis=True)["train"]
         space = MicroCellSpace(num_nodes=3)
         if case == "child":
             model = build_child_model(space, space.sample(np.random.default_rng(0)), x.shape[1:])
@@ -61,7 +60,6 @@ def build_case(case: str):
                           metrics=["accuracy"])
         return model, dict(x=x[:64], y=y[:64], batch_size=64), lambda: build_training_state(model, x, y)
 
-    import tfmeta
     from tfmeta.backbones import conv4
 
     rng = np.random.default_rng(0)

@@ -24,19 +24,15 @@ Prints one JSON object: `{"encoder", "ways", "shots", "episodes", "results": [{"
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
+import tfmeta  # before keras: sets TensorFlow's environment defaults
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+import keras
 
-import keras  # noqa: E402
-
-import tfmeta  # noqa: E402
-from tfmeta.data.omniglot import DEFAULT_HELD_OUT_ALPHABETS, load_omniglot  # noqa: E402
+from tfmeta.data.omniglot_splits import load_omniglot_split
 
 
 def _ints(text: str) -> list[int]:
@@ -56,8 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--episodes", type=int, default=600)
     p.add_argument("--dtype-policy", default="float32",
-                   help="Keras dtype policy; mixed_bfloat16 is fast only on CPUs with AVX512-BF16 "
-                   "(see the README's CPU speed section)")
+                   help="Keras dtype policy; mixed_bfloat16 is fast only on CPUs with AVX512-BF16")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     args.heads = args.heads.split(",")
@@ -71,8 +66,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     keras.config.set_dtype_policy(args.dtype_policy)
     keras.utils.set_random_seed(0)
-    data = load_omniglot(("small1", "small2"), image_size=28, data_dir=args.data_dir)
-    _, test = data.split_by_alphabet(held_out=DEFAULT_HELD_OUT_ALPHABETS)
+    test = load_omniglot_split(28, test_protocols="characters", data_dir=args.data_dir).held_out
     net = keras.Sequential(
         [
             keras.Input((28, 28, 1)),

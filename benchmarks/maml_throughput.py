@@ -10,41 +10,23 @@ quiet machine.
     python benchmarks/maml_throughput.py --ways 5 --shots 1 --queries 15 --meta-batch 32 \
         --order 2 --json
 
-Measured on the 2-core CPU (quiet machine, 8 timed steps): fast path 32.2 tasks/s, 7.4 s to
-the first step; reference loop 21.7 tasks/s, 68.6 s to the first step. With
-`--paths fast --dtype-policy mixed_bfloat16` (bfloat16 convolutions, float32 weights): 41.2 and
-43.3 tasks/s in two runs, 4.5-5.2 s to the first step. Most of the fast path's
-time was element-wise BatchNorm arithmetic on full-resolution activations, not convolution:
-the fused batch-norm kernel on the query pass (see `tfmeta.gradient.functional`) took it from
-17.3 to 32.2 tasks/s. For scale, a plain shared-weight conv4 forward + backward over the same
-2,560 images (BN included, unfused) takes 1.22 s (26 tasks/s equivalent); the convolutions
-alone 0.54 s. XLA (`--xla`) is far slower here: in a scratch copy of this step XLA:CPU's
-grouped convolutions took 93 s per meta-step.
-
-Those figures came from a CPU with AVX-512, where TensorFlow's oneDNN kernels are on by default.
-On a 2-core AVX2 CPU (AMD EPYC) they are off unless `TF_ENABLE_ONEDNN_OPTS=1` (which this script,
-like tfmeta, sets by default), and without them TensorFlow cannot differentiate grouped
-convolutions at all: `conv_mode="auto"` then runs one convolution per task. Measured there
-(float32): oneDNN on, grouped 10.3-11.0 tasks/s; oneDNN off, split 4.1-4.6 tasks/s. bfloat16 has
-no oneDNN kernels without AVX-512: about 1 task/s either way. The JSON records each path's
-`conv_mode` and `TF_ENABLE_ONEDNN_OPTS`.
+On CPUs without AVX-512, TensorFlow can differentiate the grouped convolutions of the fast
+path only with its oneDNN kernels (`TF_ENABLE_ONEDNN_OPTS=1`, which `import tfmeta` sets by
+default); without them `conv_mode="auto"` runs one convolution per task (`--paths split` forces
+that). The JSON records each path's `conv_mode` and `TF_ENABLE_ONEDNN_OPTS`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
+import tfmeta  # before keras: sets TensorFlow's environment defaults
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tfmeta  # noqa: E402
+import keras
+import numpy as np
 
 
 def build(ways: int, args, fast_path, conv_mode="auto"):
@@ -96,13 +78,10 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     keras.config.set_dtype_policy(args.dtype_policy)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.ways * 20, 28, 28, 1), dtype=np.float32)
-    y = np.repeat(np.arange(args.ways * 20 // 20), 20)
-    x = (x > 0.8).astype(np.float32)
-    sampler = tfmeta.data.EpisodeSampler(x, np.repeat(np.arange(args.ways * 1), 20)[: len(x)],
-                                         args.ways, args.shots, args.queries, seed=0)
-    del y
+    # One batch of random sparse images: only the speed matters.
+    x = (np.random.default_rng(0).random((args.ways * 20, 28, 28, 1), dtype=np.float32) > 0.8).astype(np.float32)
+    sampler = tfmeta.data.EpisodeSampler(x, np.repeat(np.arange(args.ways), 20), args.ways, args.shots,
+                                         args.queries, seed=0)
     batch = next(iter(sampler.dataset(meta_batch=args.meta_batch)))
     load_before = os.getloadavg()
     result = {}

@@ -26,20 +26,24 @@ Prints one JSON object.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN CPU kernels: see README
+import tfmeta  # before keras and tensorflow: sets TensorFlow's environment defaults
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
+from tfmeta.data import EpisodeSampler, PairSampler
+from tfmeta.data.augment import RandomAffine
 
 
 def omniglot_sized(classes: int = 712, per_class: int = 20, seed: int = 0, image_size: int = 28):
+    """Random sparse "drawings" of the training split's size: `classes` x `per_class` images."""
     rng = np.random.default_rng(seed)
     x = (rng.random((classes * per_class, image_size, image_size, 1)) < 0.08).astype(np.float32)
     y = np.repeat(np.arange(classes), per_class).astype(np.int64)
@@ -74,12 +78,6 @@ def ch01_default_rates(seconds: float, image_size: int) -> dict:
     """ch01's default training input against its model: 40-way 1-shot 5-query episodes of
     `image_size` images with the recipe's affine distortions, and the contrastive N-pair
     Siamese network (conv4, euclidean, softmax episode loss) training on them."""
-    import keras
-
-    import tfmeta
-    from tfmeta.data import EpisodeSampler
-    from tfmeta.data.augment import RandomAffine
-
     x, y = omniglot_sized(seed=1, image_size=image_size)
     augment = RandomAffine.for_image_size(image_size, rotation=8.6, scale=0.1, shear=8.6)
     sampler = EpisodeSampler(x, y, ways=40, shots=1, queries=5, seed=0)
@@ -109,13 +107,6 @@ def main(argv=None) -> dict:
     )
     args = p.parse_args(argv)
     seconds = 1.0 if args.quick else args.seconds
-
-    import keras
-    import tensorflow as tf
-
-    import tfmeta
-    from tfmeta.data import EpisodeSampler, PairSampler
-
     keras.utils.set_random_seed(0)
     x, y = omniglot_sized()
     result: dict = {

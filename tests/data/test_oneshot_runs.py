@@ -45,3 +45,15 @@ def test_runs_need_enough_characters(tmp_path, data_dir):
 def test_missing_runs_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="folder or a zip"):
         load_oneshot_runs(tmp_path / "nope")
+
+
+def test_reuse_keeps_runs_already_written(tmp_path, data_dir):
+    first = make_oneshot_runs(tmp_path / "runs", ["Korean"], n_runs=2, data_dir=data_dir, seed=0)
+    before = (tmp_path / "runs" / "run01" / "class_labels.txt").read_text()
+    # Another seed would draw other runs; with reuse the folder is scored as it is.
+    again = make_oneshot_runs(tmp_path / "runs", ["Korean"], n_runs=2, data_dir=data_dir, seed=5, reuse=True)
+    assert again == first and (tmp_path / "runs" / "run01" / "class_labels.txt").read_text() == before
+    redrawn = make_oneshot_runs(tmp_path / "runs", ["Korean"], n_runs=2, data_dir=data_dir, seed=5)
+    assert redrawn == first and (tmp_path / "runs" / "run01" / "class_labels.txt").read_text() != before
+    fresh = make_oneshot_runs(tmp_path / "new", ["Korean"], n_runs=1, data_dir=data_dir, seed=0, reuse=True)
+    assert (tmp_path / "new" / "run01" / "class_labels.txt").read_text() == before and fresh == str(tmp_path / "new")

@@ -1,10 +1,8 @@
-"""Smoke run of recipes/ch03_maml_omniglot.py --quick (as CI runs it)."""
+"""Smoke run of recipes/ch03_maml_omniglot.py --quick, as CI runs it."""
 
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +14,21 @@ import tfmeta
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "policy, extra",
     [("float32", ["--augment", "none", "--maml-plus-plus", "--inner-steps", "3"]),
      ("mixed_bfloat16", ["--lr-schedule", "cosine", "--time-budget", "600", "--test-time-views", "1"])],
 )
-def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, policy, extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFMETA_DATA_DIR=str(data_dir))
+def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, run_recipe, policy, extra):
     export = tmp_path / "saved_models" / "omniglot_maml"
     init = None
     if policy == "float32":  # meta-train from saved encoder weights (--quick's 16-filter conv4)
         init = tmp_path / "encoder.weights.h5"
         tfmeta.backbones.conv4((28, 28, 1), filters=16).save_weights(init)
         extra = [*extra, "--init-encoder", str(init), "--proto-head"]  # Proto-MAML
-    command = [sys.executable, str(REPO / "recipes" / "ch03_maml_omniglot.py"), "--quick",
-               "--data-dir", str(data_dir), "--export-dir", str(export), "--dtype-policy", policy]
-    out = subprocess.run([*command, *extra], cwd=str(tmp_path), env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    command = ["ch03_maml_omniglot.py", "--quick", "--export-dir", str(export), "--dtype-policy", policy]
+    out = run_recipe(*command, *extra, data_dir=data_dir)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["episodes"] == 20 and result["iterations"] == 6
     assert result["dtype_policy"] == policy
@@ -74,9 +69,7 @@ def test_quick_omniglot_recipe_trains_exports_and_reloads(tmp_path, data_dir, po
     if policy != "float32":
         return
     network_flags = [f for f in extra if f not in ("--init-encoder", str(init))]
-    again = subprocess.run([*command, *network_flags, "--trained-weights", str(weights)],
-                           cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = run_recipe(*command, *network_flags, "--trained-weights", str(weights), data_dir=data_dir)
     assert "meta-training skipped" in again.stdout
     rescored = json.loads(again.stdout.strip().splitlines()[-1])
     assert rescored["iterations"] is None and rescored["final_train_accuracy"] is None

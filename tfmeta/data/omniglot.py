@@ -10,6 +10,9 @@ Example:
 >>> train, test = data.split_by_alphabet(DEFAULT_HELD_OUT_ALPHABETS)
 >>> train = train.with_rotations()                       # x4 classes
 >>> papers_test = test.test_classes("rotations")         # the papers' test classes (x4)
+
+`tfmeta.data.omniglot_splits.load_omniglot_split` does these steps in one call, as the recipes
+and benchmarks do.
 """
 
 from __future__ import annotations

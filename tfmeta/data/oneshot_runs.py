@@ -8,6 +8,9 @@ Example:
 
 >>> make_oneshot_runs("runs/heldout", alphabets=DEFAULT_HELD_OUT_ALPHABETS, n_runs=20)
 >>> runs = load_oneshot_runs("runs/heldout")        # 20 Episodes, 20-way 1-shot
+
+`tfmeta.fewshot.oneshot.evaluate_saved_model` scores a `few_shot` SavedModel on them, and
+`tfmeta.fewshot.evaluation.score_episodes(model, EpisodeList(runs))` a model in process.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def make_oneshot_runs(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     splits: Iterable[str] = ("small1", "small2"),
+    reuse: bool = False,
 ) -> str:
     """Builds one-shot runs in Lake's format from the original Omniglot PNGs.
 
@@ -47,6 +51,9 @@ def make_oneshot_runs(
         seed: Random seed.
         data_dir: Omniglot data folder (see `load_omniglot`).
         splits: Omniglot splits to read.
+        reuse: When `out_dir` is a folder that already holds runs (`run01/class_labels.txt`),
+            leave it as it is, so every script scores the same runs; the other arguments
+            are then not checked against it.
 
     Returns:
         `out_dir` as a string.
@@ -54,6 +61,8 @@ def make_oneshot_runs(
     Raises:
         ValueError: If no alphabet has `ways` characters.
     """
+    if reuse and (Path(out_dir) / "run01" / "class_labels.txt").is_file():
+        return str(out_dir)
     alphabets = list(alphabets)
     records = collect_records(list(splits), data_dir)
     by_alphabet: dict[str, list[str]] = {}
