@@ -46,18 +46,19 @@ def build_case(case: str):
     keras.utils.set_random_seed(0)
     if case in ("child", "supernet"):
         from tfmeta.data.digits import load_digits_splits
-        from tfmeta.nas.digits import build_child_model
-        from tfmeta.nas.enas import SharedCellNetwork
+        from tfmeta.nas.cells import build_cell_model
         from tfmeta.nas.space import MicroCellSpace
+        from tfmeta.nas.supernet import SharedCellNetwork
 
         x, y = load_digits_splits(test_size=0.2, validation_size=0.2, scaled=True, channel_axis=True)["train"]
         space = MicroCellSpace(num_nodes=3)
-        if case == "child":
-            model = build_child_model(space, space.sample(np.random.default_rng(0)), x.shape[1:])
+        if case == "child":  # a digits search child: one normal cell per stage, 16 filters
+            model = build_cell_model(space, space.sample(np.random.default_rng(0)), x.shape[1:], 10,
+                                     num_cells=1, filters=16)
         else:
             model = SharedCellNetwork(space, x.shape[1:], 10)
-            model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
         return model, dict(x=x[:64], y=y[:64], batch_size=64), lambda: build_training_state(model, x, y)
 
     from tfmeta.backbones import conv4

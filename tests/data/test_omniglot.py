@@ -265,7 +265,6 @@ def test_tfds_path_gives_the_images_and_labels_of_the_zips(tfds_data_dir, data_d
     assert _images_by_class(greek) == _images_by_class(zip_greek)
 
 
-@pytest.mark.xfail(strict=True, reason="the tfds path loads Greek and Latin, in both small sets, twice")
 def test_tfds_path_loads_a_character_of_two_splits_once(tfds_data_dir, omniglot):
     both = load_omniglot_tfds(("small1", "small2"), data_dir=tfds_data_dir)
     assert both.class_names == omniglot.class_names

@@ -13,10 +13,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than ~20 s (CI still runs it)")
-
-
 @pytest.fixture
 def run_recipe(tmp_path):
     """`run(script, *args, data_dir=None) -> CompletedProcess`: a recipe in a subprocess.

@@ -386,16 +386,31 @@ def from_tfds_examples(examples, alphabet_names: Sequence[str], image_size: int 
     return OmniglotData(np.stack(xs), np.array(ys, dtype=np.int64), names, alpha)
 
 
+#: tfmeta's split names that tensorflow-datasets spells differently.
+TFDS_SPLITS = {"background": "train", "evaluation": "test"}
+
+
 def load_omniglot_tfds(splits, image_size=28, data_dir=None, alphabets=None) -> OmniglotData:
-    """Loads Omniglot through `tensorflow_datasets` (downloads on first use where online)."""
+    """Loads Omniglot through `tensorflow_datasets` (downloads on first use where online).
+
+    A character that several requested splits hold (`small1` and `small2` share Greek and
+    Latin) is loaded once, from the first split that has it, as from the files.
+    """
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("omniglot", data_dir=data_dir)
     builder.download_and_prepare()
     names = builder.info.features["alphabet"].names
-    examples = []
+    examples, loaded = [], set()
     for split in splits:
-        examples.extend(tfds.as_numpy(builder.as_dataset(split=split)))
+        split_classes = set()
+        for example in tfds.as_numpy(builder.as_dataset(split=TFDS_SPLITS.get(split, split))):
+            key = (int(example["alphabet"]), int(example["alphabet_char_id"]))
+            if key in loaded:  # a character of an earlier split (small1 and small2 share two alphabets)
+                continue
+            split_classes.add(key)
+            examples.append(example)
+        loaded |= split_classes
     data = from_tfds_examples(examples, names, image_size)
     if alphabets is not None:
         keep = set(alphabets)
