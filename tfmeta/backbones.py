@@ -164,3 +164,24 @@ def concatenate_encoders(encoders: Sequence[keras.Model], name: str | None = Non
     outputs = [keras.Sequential([e], name=f"member_{i}")(inputs) for i, e in enumerate(encoders)]
     joined = layers.Concatenate(name="concatenate")(outputs)
     return keras.Model(inputs, joined, name=name or "encoder_ensemble")
+
+
+class EncoderConfigMixin:
+    """`get_config` / `from_config` for a Keras layer or model built around one `encoder`.
+
+    The encoder is serialised as a nested Keras object, so `keras.models.load_model` rebuilds
+    it; every other constructor argument goes through the class's own `get_config`. Mix it in
+    before the Keras base class: `class MyLearner(EncoderConfigMixin, keras.Model)`.
+    """
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+

@@ -31,8 +31,10 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from tfmeta.backbones import EncoderConfigMixin
 
-class ViewAverage(layers.Layer):
+
+class ViewAverage(EncoderConfigMixin, layers.Layer):
     """Base of the test-time augmentation layers: averages an encoder's embedding over views.
 
     In training (`training=True`) the layer is the encoder itself. In inference it encodes
@@ -72,17 +74,6 @@ class ViewAverage(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return self.encoder.compute_output_shape(input_shape)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")

@@ -91,7 +91,7 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------ the model
 
 
-class EpisodicMetricLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
+class EpisodicMetricLearner(PrebuiltOptimizerMixin, FewShotMixin, backbones.EncoderConfigMixin, keras.Model):
     """Base class of metric learners trained on N-way K-shot episodes.
 
     Subclasses implement `logits_from_embeddings(support, support_y, query, ways, training)`
@@ -264,15 +264,3 @@ class EpisodicMetricLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
-
-    # -------------------------------------------------------------- serialisation
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["encoder"] = keras.saving.serialize_keras_object(self.encoder)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)

@@ -65,6 +65,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.backbones import EncoderConfigMixin
 from tfmeta.fewshot import FewShotMixin
 from tfmeta.metric.losses import ContrastiveLoss, KochBinaryCrossentropy
 
@@ -155,7 +156,7 @@ class PairAccuracy(keras.metrics.Mean):
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
-class SiameseNetwork(FewShotMixin, keras.Model):
+class SiameseNetwork(FewShotMixin, EncoderConfigMixin, keras.Model):
     """A Siamese network: one shared encoder, a pair head, and few-shot classification.
 
     Args:
@@ -495,7 +496,6 @@ class SiameseNetwork(FewShotMixin, keras.Model):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "input_shape": list(self.example_shape),
                 "objective": self.objective,
                 "distance": self.distance,
@@ -505,9 +505,3 @@ class SiameseNetwork(FewShotMixin, keras.Model):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
