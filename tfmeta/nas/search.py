@@ -115,14 +115,21 @@ def _check_callbacks(callbacks) -> list:
 
 
 class ArchitectureHyperModel(keras_tuner.HyperModel):
-    """A KerasTuner hypermodel building `build_model(space.from_hp(hp))`, compiled if needed."""
+    """A KerasTuner hypermodel building `build_model(space.from_hp(hp))`, compiled if needed.
+
+    `fit_model(arch, model, *fit_args, **fit_kwargs)`, when given, trains the child instead of
+    `model.fit(*fit_args, **fit_kwargs)`: for spaces whose architecture also holds training
+    settings (a batch size, a data pipeline) that `fit` must apply.
+    """
 
     def __init__(self, space: SearchSpace, build_model: Callable[[Architecture], keras.Model],
-                 compile_kwargs: Mapping[str, Any] | None = None):
+                 compile_kwargs: Mapping[str, Any] | None = None,
+                 fit_model: Callable[..., Any] | None = None):
         super().__init__(name="architecture")
         self.space = space
         self.build_model = build_model
         self.compile_kwargs = dict(compile_kwargs or {})
+        self.fit_model = fit_model
 
     def declare_hyperparameters(self, hp):
         self.space.declare(hp)
@@ -140,6 +147,8 @@ class ArchitectureHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         """Trains a child, its metric and loss variables created before the first trace."""
+        if self.fit_model is not None:
+            return self.fit_model(self.space.from_hp(hp), model, *args, **kwargs)
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
         build_training_state(model, x, y)
@@ -223,6 +232,11 @@ class ArchitectureSearch:
         tuner_kwargs: Extra `KerasTuner` tuner arguments (`executions_per_trial`, ...).
         callbacks: Objects with `on_trial_end(search, record)` (`SearchCallback`), called
             after every trial; kept in the list `self.callbacks`, which can grow later.
+        initial_architectures: Architectures evaluated first, before the strategy's own
+            proposals (e.g. a configuration known to do well; a resumed search skips those
+            already evaluated).
+        fit_model: Optional `(arch, model, *fit_args, **fit_kwargs) -> history` that trains a
+            child instead of `model.fit(*fit_args, **fit_kwargs)` (see `ArchitectureHyperModel`).
 
     Example:
 
@@ -250,6 +264,8 @@ class ArchitectureSearch:
         compile_kwargs: Mapping[str, Any] | None = None,
         tuner_kwargs: Mapping[str, Any] | None = None,
         callbacks: list | None = None,
+        initial_architectures: list | None = None,
+        fit_model: Callable[..., Any] | None = None,
     ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
@@ -259,6 +275,7 @@ class ArchitectureSearch:
         self.strategy = strategy
         self.max_time = max_time
         self.build_model = build_model
+        self.fit_model = fit_model
         self.hypermodel = None
         self.oracle = ArchitectureOracle(
             space, strategy, objective=objective, max_trials=max_trials, seed=seed,
@@ -268,13 +285,15 @@ class ArchitectureSearch:
         self.callbacks = _check_callbacks(callbacks)
         self.tuner = self._make_tuner(build_model, evaluate, compile_kwargs, common)
         self.tuner.architecture_search = self
+        if initial_architectures:  # after the tuner, which reloads a resumed project's state
+            self.oracle.strategy.suggest(initial_architectures)
 
     def _make_tuner(self, build_model, evaluate, compile_kwargs, tuner_kwargs: dict):
         """The KerasTuner tuner that runs the trials (subclasses run them their own way)."""
         if (build_model is None) == (evaluate is None):
             raise ValueError("Pass exactly one of `build_model` (train children) and `evaluate` (any objective).")
         if build_model is not None:
-            self.hypermodel = ArchitectureHyperModel(self.space, build_model, compile_kwargs)
+            self.hypermodel = ArchitectureHyperModel(self.space, build_model, compile_kwargs, self.fit_model)
             return KerasArchitectureTuner(self.oracle, hypermodel=self.hypermodel, **tuner_kwargs)
         return FunctionTuner(self.oracle, evaluate, **tuner_kwargs)
 

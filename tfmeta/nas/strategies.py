@@ -67,13 +67,28 @@ class Strategy:
         self.max_attempts = max_attempts
         self.known: dict[tuple, float | None] = {}  # evaluated: reward (None = failed)
         self.pending: set[tuple] = set()
+        self.queued: list[tuple] = []  # suggested architectures, proposed first
         self.history: list[dict] = []  # observed, in completion order
         self.stats = collections.Counter()
         self.timings = collections.defaultdict(float)
 
     # -- ask / tell --------------------------------------------------------------------
+    def suggest(self, architectures) -> None:
+        """Queues architectures to be proposed before the strategy's own (e.g. a known-good
+        default as the first trial); those already evaluated, pending or queued are skipped."""
+        for arch in architectures:
+            idx = tuple(self.space.encode(self.space.validate(arch)))
+            if idx not in self.known and idx not in self.pending and idx not in self.queued:
+                self.queued.append(idx)
+
     def propose(self) -> Architecture | None:
         """The next architecture to evaluate, or None when the space is exhausted."""
+        while self.queued:
+            idx = self.queued.pop(0)
+            if idx not in self.known and idx not in self.pending:
+                self.pending.add(idx)
+                self.stats["suggested"] += 1
+                return self.space.decode(idx)
         for _ in range(self.max_attempts):
             t0 = time.perf_counter()
             idx = tuple(int(i) for i in self._propose())
@@ -146,6 +161,7 @@ class Strategy:
             "rng": _rng_state(self.rng),
             "history": self.history,
             "pending": [list(k) for k in sorted(self.pending)],
+            "queued": [list(k) for k in self.queued],
             "stats": dict(self.stats),
         }
 
@@ -157,6 +173,7 @@ class Strategy:
         self.history = [dict(h) for h in state["history"]]
         self.known = {tuple(h["indices"]): h["reward"] for h in self.history}
         self.pending = {tuple(k) for k in state["pending"]}
+        self.queued = [tuple(k) for k in state.get("queued", [])]
         self.stats = collections.Counter(state.get("stats", {}))
 
 
