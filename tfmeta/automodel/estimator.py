@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from tfmeta.automodel import few_shot, similarity, supervised
+from tfmeta.automodel import few_shot, raw_data, similarity, supervised
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
@@ -86,7 +86,9 @@ class AutoModel(BaseEstimator):
             (NASNet's "search small, stack deep"; the children have one). None: the searched depth.
         refit_filters: Image tasks: first-stage channels of the refit model (None: `filters`).
         refit_epochs: Epochs of the refit. None: `epochs`, or the best trial's best epoch
-            count if larger.
+            count if larger (tables, text and image folders: the best trial's best epoch count).
+        column_types: Tables: `{column: kind}` overriding the inferred kinds (`"numeric"`,
+            `"categorical"`, `"datetime"`, `"text"`, `"ignore"`); see `summary()`.
 
     A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
     trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
@@ -129,6 +131,7 @@ class AutoModel(BaseEstimator):
         refit_cells: int | None = None,
         refit_filters: int | None = None,
         refit_epochs: int | None = None,
+        column_types: dict | None = None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -157,6 +160,7 @@ class AutoModel(BaseEstimator):
         self.refit_cells = refit_cells
         self.refit_filters = refit_filters
         self.refit_epochs = refit_epochs
+        self.column_types = column_types
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -202,7 +206,22 @@ class AutoModel(BaseEstimator):
 
     @property
     def _family(self):
+        if getattr(self, "data_kind_", "arrays") in inputs_lib.RAW_KINDS:
+            return raw_data
         return _FAMILIES[self.task]
+
+    def summary(self) -> str:
+        """What `fit` read: the inferred column types of a table (to correct them with
+        `column_types`), or the input kind and shape; and the best configuration."""
+        self._check_fitted()
+        task = getattr(self, "raw_task_", None)
+        lines = [f"AutoModel(task={self.task!r}) on {getattr(self, 'data_kind_', 'arrays')}"]
+        if task is not None and hasattr(task, "summary"):
+            lines.append(task.summary())
+        elif hasattr(self, "input_shape_"):
+            lines.append(f"input shape {(None, *self.input_shape_)}")
+        lines.append(f"best: {self.best_architecture_}  score={self.best_score_:.4f}")
+        return "\n".join(lines)
 
     # --------------------------------------------------------------------- fit
     def fit(self, x, y=None, validation_split: float = 0.2, validation_data=None, image_size=None):
@@ -224,18 +243,27 @@ class AutoModel(BaseEstimator):
         self._check_params()
         if not 0.0 < validation_split < 1.0:
             raise ValueError(f"`validation_split` must be in (0, 1); received {validation_split!r}.")
-        if validation_data is not None and self._family is not supervised:
+        kind = inputs_lib.data_kind(x, self.task)
+        if validation_data is not None and self.task not in ("classification", "regression"):
             raise ValueError("`validation_data` is for task='classification' or 'regression'; "
                              f"task={self.task!r} holds out `validation_split` of the classes.")
+        keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
+        for attribute in ("raw_task_", "input_shape_", "preprocessing_", "classes_"):  # a re-fit starts afresh
+            self.__dict__.pop(attribute, None)
+        self.data_kind_ = kind
+        self._start = time.time()
+        if kind in inputs_lib.RAW_KINDS:
+            raw_data.fit(self, x, y, validation_split, validation_data)
+            self.task_kind_ = kind
+            self.fit_time_ = time.time() - self._start
+            return self
         x, y = inputs_lib.to_arrays(x, y, image_size=image_size)
         inputs_lib.check_features(x)
         y = inputs_lib.check_targets(x, y, self.task)
-        keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
         self.task_kind_ = inputs_lib.input_kind(x)
         self.n_features_in_ = int(np.prod(x.shape[1:]))
         self.input_shape_ = tuple(x.shape[1:])
         self.preprocessing_ = Preprocessing(x, self.task_kind_)
-        self._start = time.time()
         if self.task != "regression":
             self.classes_ = np.unique(y)
             y = np.searchsorted(self.classes_, y).astype(np.int64)
@@ -262,6 +290,8 @@ class AutoModel(BaseEstimator):
         """Test metrics: accuracy (classification), mse/mae/r2 (regression), episode accuracy with
         95% CI on new classes (few_shot), pair accuracy (similarity)."""
         self._check_fitted()
+        if self._family is raw_data:
+            return raw_data.evaluate(self, x, y, episodes=episodes)
         x, y = inputs_lib.to_arrays(x, y)
         inputs_lib.check_features(x, "x", self.input_shape_)
         y = inputs_lib.check_targets(x, y, self.task)
@@ -286,7 +316,7 @@ class AutoModel(BaseEstimator):
             "task": self.task,
             "learner": self.best_learner_,
             "architecture": self.best_architecture_,
-            "input_spec": self.preprocessing_.get_config(),
+            "input_spec": self.preprocessing_.get_config() if hasattr(self, "preprocessing_") else None,
             "class_names": self.classes_.tolist() if self.task == "classification" else None,
             "metrics": {"validation_score": self.best_score_},
             "leaderboard": self.trials_,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 
 from tfmeta.automodel.table_models import optimizer_for
 from tfmeta.nas.cells import build_cell_model
@@ -45,6 +46,14 @@ def image_space(load_size: Sequence[int], num_nodes: int = 3) -> tuple[SearchSpa
         Decision("learning_rate", (1e-3, 3e-3)),
     ]
     return SearchSpace(list(cells.decisions) + extra, name="image", kind="generic"), cells
+
+
+def default_image_architecture(space: SearchSpace, cells: MicroCellSpace, seed: int = 0) -> Architecture:
+    """The first trial: a seeded random cell at the smallest image size, no augmentation, rate 1e-3."""
+    values = cells.sample(np.random.default_rng(seed)).as_dict()
+    sizes = next(d for d in space.decisions if d.name == "image_size").choices
+    values.update(image_size=min(sizes), augment="none", learning_rate=1e-3)
+    return space.from_dict(values)
 
 
 def cell_architecture(cells: MicroCellSpace, arch: Architecture) -> Architecture:

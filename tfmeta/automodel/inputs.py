@@ -60,6 +60,44 @@ def _first_image_info(path: str) -> tuple[tuple[int, int], str]:
     raise ValueError(f"`x` folder {path!r} holds no images (.png, .jpg, .jpeg, .bmp, .gif).")
 
 
+#: Input kinds read as raw data (`tfmeta.automodel.raw_data`) rather than as numeric arrays.
+RAW_KINDS = ("table", "text", "image_folder")
+
+
+def data_kind(x: Any, task: str = "classification") -> str:
+    """What `fit`'s `x` is: `"table"` (DataFrame, dict of columns, CSV path), `"text"` (1-D
+    strings), `"image_folder"` (a folder, for classification), or `"arrays"` (numeric arrays,
+    tf.data datasets, and every input of the few-shot and similarity tasks).
+
+    Raises:
+        TypeError: A 1-D sequence that is neither numbers nor strings (a text input that is
+            not strings).
+    """
+    import pandas as pd
+
+    supervised = task in ("classification", "regression")
+    if isinstance(x, (str, os.PathLike)):
+        if os.path.isdir(x):
+            return "image_folder" if task == "classification" else "arrays"
+        return "table" if supervised else "arrays"
+    if isinstance(x, (pd.DataFrame, dict)):
+        if not supervised:
+            raise ValueError(f"`x` as a table is for task='classification' or 'regression'; received task={task!r}.")
+        return "table"
+    if isinstance(x, pd.Series) or (isinstance(x, (list, tuple, np.ndarray)) and np.ndim(x) == 1 and len(x)):
+        values = np.asarray(x, dtype=object)
+        strings = np.array([isinstance(v, str) for v in values])
+        blank = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in values])
+        if strings.any() and (strings | blank).all():  # missing texts are allowed
+            if not supervised:
+                raise ValueError(f"`x` as text is for task='classification' or 'regression'; received task={task!r}.")
+            return "text"
+        if strings.any():
+            bad = values[~(strings | blank)][0]
+            raise TypeError(f"`x` as text must hold only strings; received {type(bad).__name__} {bad!r} among them.")
+    return "arrays"
+
+
 def to_arrays(x: Any, y: Any = None, image_size=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Turns the accepted input forms into `(x, y)` numpy arrays (y may be None)."""
     if isinstance(x, (str, os.PathLike)):

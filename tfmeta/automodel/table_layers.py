@@ -173,8 +173,9 @@ class IntegerTokens(keras.layers.Layer):
 
     def call(self, x):
         x = tf.cast(_as_column(x), tf.float64)
-        tokens = tf.strings.as_string(tf.cast(tf.round(tf.where(tf.math.is_nan(x), 0.0, x)), tf.int64))
-        return tf.where(tf.math.is_nan(x), "", tokens)
+        missing = tf.math.is_nan(x)
+        tokens = tf.strings.as_string(tf.cast(tf.round(tf.where(missing, tf.zeros_like(x), x)), tf.int64))
+        return tf.where(missing, tf.fill(tf.shape(tokens), ""), tokens)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],)

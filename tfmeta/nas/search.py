@@ -44,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -198,7 +199,7 @@ def _float(value):
 def _trial_record(space: SearchSpace, trial) -> dict:
     arch = space.from_hp_values(trial.hyperparameters.values)
     metrics = {name: _float(trial.metrics.get_best_value(name)) for name in trial.metrics.metrics}
-    return {
+    record = {
         "trial_id": trial.trial_id,
         "arch": str(arch),
         "architecture": arch.get_config(),
@@ -206,6 +207,23 @@ def _trial_record(space: SearchSpace, trial) -> dict:
         "score": _float(trial.score),
         "metrics": metrics,
     }
+    if trial.status == trial_module.TrialStatus.FAILED:
+        record["error"] = error_summary(trial.message)
+    return record
+
+
+def error_summary(message: str | None, limit: int = 300) -> str:
+    """The exception line of a failed trial's traceback (and the line after it), shortened."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in (message or "").splitlines()]
+    lines = [line for line in lines if line]
+    found = [i for i, line in enumerate(lines) if re.match(r"^[\w.]*(Error|Exception)\w*:", line)]
+    if not found:
+        return (lines[-1] if lines else "failed")[:limit]
+    i = found[-1]
+    text = lines[i]
+    if i + 1 < len(lines) and not lines[i + 1].startswith(("Arguments received", "File ")):
+        text += " " + lines[i + 1]
+    return text[:limit]
 
 
 class ArchitectureSearch:
@@ -322,7 +340,8 @@ class ArchitectureSearch:
 
     def results(self) -> list[dict]:
         """Every trial in start order: trial_id, arch (readable), architecture (JSON config),
-        status, score and best metric values."""
+        status, score and best metric values (and `error`, the last line of the error, for a
+        failed trial)."""
         return [_trial_record(self.space, t) for t in self._trials()]
 
     def completed(self) -> list[dict]:

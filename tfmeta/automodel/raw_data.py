@@ -1,0 +1,267 @@
+"""Search, refit and export for models that take the user's raw data: tables, text, image folders.
+
+A *raw-data task* (`tables.TableTask`, `text.TextTask`, `image_folder.ImageFolderTask`) reads
+the user's data (streamed when it is a file or a folder), builds the in-graph preprocessing,
+and says what is searched (`space`, a first `default_architecture`) and how a trial's model is
+built. This module runs the rest the same way for all of them:
+
+1. The search (`tfmeta.nas.ArchitectureSearch`): the default configuration first, then the
+   strategy's proposals; every trial trains on the search split with its own batch size and
+   early stopping on the validation split. A trial that fails (an error, a NaN loss) is
+   recorded as failed with its reason, and the search goes on.
+2. The refit: the best configuration trained afresh on all rows (search + validation) for
+   the best trial's best epoch count, averaged with the best trial's own model
+   (`ensemble=True`).
+3. Predictions and the export: `serving_default` takes the raw inputs (one named input per
+   table column, raw strings, images of any size or encoded image bytes).
+
+Functions here take the `AutoModel` being fitted (`am`) and set its fitted attributes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any, Iterator
+
+import keras
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+
+from tfmeta import export as export_lib
+from tfmeta.automodel.progress import TrialProgress
+
+
+class FailOnNaN(keras.callbacks.Callback):
+    """Ends a trial whose loss became NaN or infinite: KerasTuner records it as failed."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise keras_tuner.errors.FailedTrialError(f"The loss became {float(loss)} at batch {batch}.")
+
+
+class RawDataTask:
+    """What a raw-data family provides to `fit` (subclasses implement every method).
+
+    Attributes set by `prepare`: `classes` (classification: the label values, sorted),
+    `target_mean` / `target_std` (regression), `rows` (training rows).
+    """
+
+    kind = "raw"
+
+    def __init__(self, am):
+        self.am = am
+        self.classification = am.task == "classification"
+
+    # -- reading ----------------------------------------------------------------------------
+    def prepare(self, x, y, validation_split: float, validation_data) -> None:
+        """Reads and checks the data, learns the preprocessing statistics, splits the rows."""
+        raise NotImplementedError
+
+    def dataset(self, part: str, batch_size: int, shuffle: bool = False) -> tf.data.Dataset:
+        """`(inputs, targets)` batches of `part`: "search", "validation" or "all"."""
+        raise NotImplementedError
+
+    def predict_batches(self, x) -> Iterator[Any]:
+        """Model inputs for `x` (the user's raw data), in batches of rows."""
+        raise NotImplementedError
+
+    def evaluation_batches(self, x, y) -> Iterator[tuple[Any, np.ndarray]]:
+        """`(model inputs, true targets)` batches for `evaluate` (targets as `dataset` gives them:
+        class indices or numbers), rows without a target left out."""
+        raise NotImplementedError
+
+    # -- searching --------------------------------------------------------------------------
+    def space(self):
+        raise NotImplementedError
+
+    def default_architecture(self):
+        raise NotImplementedError
+
+    def build(self, arch) -> keras.Model:
+        """A compiled model of `arch` taking the raw inputs."""
+        raise NotImplementedError
+
+    def batch_size(self, arch) -> int:
+        return int(arch.as_dict().get("batch_size", self.am.batch_size))
+
+    # -- serving ----------------------------------------------------------------------------
+    def model_inputs(self) -> Any:
+        """Fresh Keras inputs of the model (to average members on)."""
+        raise NotImplementedError
+
+    def endpoints(self, model: keras.Model, outputs) -> dict:
+        """`{signature name: (fn, input_signature)}` of the export; `outputs(model_out)` names them."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """The input spec written to tfmeta.json."""
+        raise NotImplementedError
+
+
+def make_task(am) -> RawDataTask:
+    """The task for `am.data_kind_`: `"table"`, `"text"` or `"image_folder"`."""
+    if am.data_kind_ == "table":
+        from tfmeta.automodel.tables import TableTask as task
+    elif am.data_kind_ == "text":
+        from tfmeta.automodel.text import TextTask as task
+    else:
+        from tfmeta.automodel.image_folder import ImageFolderTask as task
+    return task(am)
+
+
+def fit(am, x, y, validation_split: float, validation_data) -> None:
+    """Reads, searches, refits; sets `am`'s fitted attributes."""
+    task = make_task(am)
+    task.prepare(x, y, validation_split, validation_data)
+    if task.classification:
+        am.classes_ = task.classes
+    am.raw_task_ = task
+    monitor = "val_accuracy" if task.classification else "val_loss"
+    sign = 1.0 if task.classification else -1.0
+    space = task.space()
+    progress = TrialProgress(am._log, am.max_trials, am._start, sign)
+
+    def fit_child(arch, model, *args, **kwargs):
+        size = task.batch_size(arch)
+        return model.fit(task.dataset("search", size, shuffle=True),
+                         validation_data=task.dataset("validation", size), **kwargs)
+
+    from tfmeta.nas.search import ArchitectureSearch
+
+    search = ArchitectureSearch(
+        space, build_model=task.build, fit_model=fit_child, strategy=am.strategy, objective=monitor,
+        max_trials=am.max_trials, max_time=am.max_time, directory=am.directory, project_name=am.project_name,
+        overwrite=am.overwrite, seed=am.seed, callbacks=[progress],
+        initial_architectures=[task.default_architecture()],
+    )
+    search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
+    start = time.time()
+    search.search(epochs=am.epochs, callbacks=[stop, FailOnNaN()], verbose=0)
+    am.search_time_ = time.time() - start
+    completed = search.completed()
+    if not completed:
+        reasons = "; ".join(f"trial {r['trial']}: {r['error']}" for r in _failed(search))
+        raise RuntimeError(f"Every trial failed or none ran ({reasons or 'no trial'}): raise `max_time` or "
+                           "`max_trials`, or check the data.")
+    am.trials_ = _leaderboard(search, sign, progress.seconds)
+    best = search.best_architecture()
+    am.best_architecture_ = str(best)
+    am.best_choices_ = best.as_dict()
+    am.best_score_ = am.trials_[0]["score"]
+    am.best_learner_ = f"{task.kind}/{space.name}"
+    am.search_ = search.summary()
+    am.refit_epochs_ = None
+    start = time.time()
+    out_of_time = am.max_time is not None and time.time() - am._start >= am.max_time
+    if am.refit and validation_data is None and not out_of_time:
+        _refit(am, task, search, best)
+    else:
+        am.model_ = _best_trial_model(search)
+        am.members_ = [am.model_]
+    am.refit_time_ = time.time() - start
+
+
+def _failed(search) -> list[dict]:
+    return [{"trial": r["trial_id"], "error": r["error"], "architecture": r["arch"]}
+            for r in search.results() if r["status"] == "FAILED"]
+
+
+def _leaderboard(search, sign: float, seconds: dict) -> list[dict]:
+    """Completed trials best first, then the failed ones with their reason."""
+    rows = [
+        {"trial": r["trial_id"], "status": "completed", "architecture": r["arch"],
+         "choices": r["architecture"]["values"], "score": sign * float(r["score"]),
+         "seconds": seconds.get(r["trial_id"])}
+        for r in search.completed()
+    ]
+    rows.sort(key=lambda t: -t["score"])
+    for failed in _failed(search):
+        rows.append({"trial": failed["trial"], "status": "failed", "architecture": failed["architecture"],
+                     "score": None, "error": failed["error"], "seconds": seconds.get(failed["trial"])})
+    return rows
+
+
+def _best_trial_model(search) -> keras.Model:
+    with warnings.catch_warnings():  # KerasTuner checkpoints hold optimizer slots we do not need
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        return search.best_model()
+
+
+def _refit(am, task: RawDataTask, search, best) -> None:
+    """The best configuration trained on all rows for the best trial's epoch count."""
+    best_step = int(search.oracle.get_best_trials(1)[0].best_step or 0)
+    epochs = am.refit_epochs or best_step + 1
+    keras.utils.set_random_seed(0 if am.seed is None else int(am.seed))
+    model = task.build(best)
+    size = task.batch_size(best)
+    model.fit(task.dataset("all", size, shuffle=True), epochs=epochs, verbose=0, callbacks=[FailOnNaN()])
+    am.refit_epochs_ = epochs
+    am.members_ = [model]
+    if am.ensemble:
+        am.members_.append(_best_trial_model(search))
+    am.model_ = am.members_[0] if len(am.members_) == 1 else average(task, am.members_)
+    what = " + best trial's model averaged" if len(am.members_) > 1 else ""
+    am._log(f"[refit] best configuration on all {task.rows} rows for {epochs} epochs{what}  "
+            f"elapsed={time.time() - am._start:.0f}s")
+
+
+def average(task: RawDataTask, members: list) -> keras.Model:
+    """One model (the raw inputs in) whose output is the mean of the members' outputs."""
+    for i, member in enumerate(members):
+        member.name = f"member_{i}"
+    inputs = task.model_inputs()
+    outputs = keras.layers.Average(name="ensemble_mean")([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name="automodel_ensemble")
+
+
+# ------------------------------------------------------------------- predict, evaluate, export
+def predict_proba(am, x, support=None) -> np.ndarray:
+    if support is not None:
+        raise ValueError(f"`support` is for task='few_shot'; this AutoModel has task={am.task!r}.")
+    outputs = [np.asarray(am.model_.predict_on_batch(batch)) for batch in am.raw_task_.predict_batches(x)]
+    return np.concatenate(outputs) if outputs else np.empty((0, len(getattr(am, "classes_", [0]))))
+
+
+def predict(am, x, support=None) -> np.ndarray:
+    out = predict_proba(am, x, support)
+    if am.task == "classification":
+        return am.classes_[out.argmax(-1)]
+    return out[:, 0] if out.shape[-1] == 1 else out
+
+
+def evaluate(am, x, y, episodes: int | None = None) -> dict:
+    outputs, truths = [], []
+    for inputs, truth in am.raw_task_.evaluation_batches(x, y):
+        outputs.append(np.asarray(am.model_.predict_on_batch(inputs)))
+        truths.append(truth)
+    if not outputs:
+        raise ValueError("`y` has no target value to evaluate against: every target is missing.")
+    out, truth = np.concatenate(outputs), np.concatenate(truths)
+    if am.task == "classification":
+        return {"accuracy": float(np.mean(out.argmax(-1) == truth))}
+    err = (out[:, 0] if out.shape[-1] == 1 else out) - truth
+    return {"mse": float(np.mean(err**2)), "mae": float(np.mean(np.abs(err))),
+            "r2": float(1 - np.sum(err**2) / max(np.sum((truth - truth.mean()) ** 2), 1e-12))}
+
+
+def export(am, path: str, meta: dict, version: int | None) -> str:
+    """Signatures from the task (`serving_default` on raw inputs, and others it adds)."""
+    task = am.raw_task_
+    meta["input_spec"] = task.describe()
+    meta["best_choices"] = am.best_choices_
+    meta["ensemble"] = {"members": len(am.members_), "combine": "mean of outputs", "refit_epochs": am.refit_epochs_}
+    if am.task == "classification":
+        names = tf.constant(np.asarray(am.classes_))
+
+        def outputs(probs):
+            return {"probabilities": probs, "classes": tf.gather(names, tf.argmax(probs, axis=-1))}
+    else:
+        def outputs(values):
+            return {"values": values[:, 0] if values.shape[-1] == 1 else values}
+
+    return export_lib.export_endpoints(path, am.model_, task.endpoints(am.model_, outputs), meta, version=version)
