@@ -43,6 +43,24 @@ class FailOnNaN(keras.callbacks.Callback):
             raise keras_tuner.errors.FailedTrialError(f"The loss became {float(loss)} at batch {batch}.")
 
 
+class WarmEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that does not stop before `min_steps` optimizer steps have run.
+
+    On small data sets an epoch is a handful of steps: BatchNormalization's moving statistics
+    (what validation uses) are still warming up, and a validation score flat for `patience`
+    epochs says nothing yet. The first epochs, up to `min_steps` steps, only record the best.
+    """
+
+    def __init__(self, min_steps: int = 100, **kwargs):
+        super().__init__(**kwargs)
+        self.min_steps = int(min_steps)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        steps = (self.params or {}).get("steps") or 0
+        self.start_from_epoch = math.ceil(self.min_steps / steps) if steps else 0
+
+
 class RawDataTask:
     """What a raw-data family provides to `fit` (subclasses implement every method).
 
@@ -127,8 +145,8 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
 
     def fit_child(arch, model, *args, **kwargs):
         size = task.batch_size(arch)
-        return model.fit(task.dataset("search", size, shuffle=True),
-                         validation_data=task.dataset("validation", size), **kwargs)
+        return model.fit(task.dataset("search", size, shuffle=True),  # the dataset shuffles itself
+                         validation_data=task.dataset("validation", size), shuffle=False, **kwargs)
 
     from tfmeta.nas.search import ArchitectureSearch
 
@@ -139,7 +157,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
         initial_architectures=[task.default_architecture()],
     )
     search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search
-    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
+    stop = WarmEarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
     start = time.time()
     search.search(epochs=am.epochs, callbacks=[stop, FailOnNaN()], verbose=0)
     am.search_time_ = time.time() - start
@@ -199,7 +217,8 @@ def _refit(am, task: RawDataTask, search, best) -> None:
     keras.utils.set_random_seed(0 if am.seed is None else int(am.seed))
     model = task.build(best)
     size = task.batch_size(best)
-    model.fit(task.dataset("all", size, shuffle=True), epochs=epochs, verbose=0, callbacks=[FailOnNaN()])
+    model.fit(task.dataset("all", size, shuffle=True), epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[FailOnNaN()])
     am.refit_epochs_ = epochs
     am.members_ = [model]
     if am.ensemble:

@@ -126,7 +126,8 @@ class TableTask(RawDataTask):
 
     def dataset(self, part: str, batch_size: int, shuffle: bool = False) -> tf.data.Dataset:
         if part == "validation" and self.validation_source is not None:
-            ds = self._streamed(self.validation_source, self.validation_y, self.validation_rows)
+            rows = self.validation_rows
+            ds = self._streamed(self.validation_source, self.validation_y, rows)
         elif self._arrays is not None:
             rows = self.parts[part]
             ds = tf.data.Dataset.from_tensor_slices(({k: v[rows] for k, v in self._arrays.items()}, self.y[rows]))
@@ -134,10 +135,13 @@ class TableTask(RawDataTask):
                 ds = ds.shuffle(min(len(rows), SHUFFLE_BUFFER), seed=self.am.seed or 0, reshuffle_each_iteration=True)
             return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         else:
-            ds = self._streamed(self.source, self.y, self.parts[part])
+            rows = self.parts[part]
+            ds = self._streamed(self.source, self.y, rows)
         if shuffle:
             ds = ds.shuffle(SHUFFLE_BUFFER, seed=self.am.seed or 0, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        batches = -(-len(rows) // batch_size)  # known, so Keras counts the steps of every epoch
+        ds = ds.batch(batch_size).apply(tf.data.experimental.assert_cardinality(batches))
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def _streamed(self, source: TableSource, targets: np.ndarray, rows: np.ndarray) -> tf.data.Dataset:
         """Rows `rows` of a CSV, converted chunk by chunk (bounded memory), one row per element."""

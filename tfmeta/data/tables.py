@@ -129,7 +129,7 @@ class TableSource:
         """The first `rows` rows (raw text fields for a CSV)."""
         if self._frame is not None:
             return self._frame.head(rows)
-        return self._read(nrows=rows)
+        return self._read(nrows=rows, usecols=list(self.columns))
 
     def chunks(self, rows: int = 65_536, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         """The rows in order, `rows` at a time (raw text fields for a CSV)."""
