@@ -6,7 +6,9 @@ whose `serving_default` takes the raw inputs and returns class names and probabi
 
 This chapter:
 1. writes scikit-learn's digits to a folder of PNGs (one sub-folder per class, named "zero",
-   "one", ...) and fits AutoModel on the folder: labels are strings, the model returns them;
+   "one", ...) and fits AutoModel on the folder (streamed: images are decoded as training asks
+   for them): labels are strings, the model returns them, and the export takes images of any
+   size (or encoded bytes);
 2. fits AutoModel on a feature table (scikit-learn's wine data, 13 features, 3 classes);
 3. prints each leaderboard, exports both, reloads the SavedModels with TensorFlow alone and
    checks that they give the same predictions as `AutoModel.predict`.
@@ -49,12 +51,21 @@ def print_leaderboard(am) -> None:
         print(f"{rank:>4}  {t['score']:7.4f}  {t.get('seconds', float('nan')):7.1f}  {t['architecture']}")
 
 
+def serving_input(path) -> tuple[str, str]:
+    """`(name, dtype)` of the export's one `serving_default` input."""
+    import tensorflow as tf
+
+    (name, spec), = tf.saved_model.load(path).signatures["serving_default"].structured_input_signature[1].items()
+    return name, spec.dtype.name
+
+
 def check_export(am, path, x) -> float:
     """Largest difference between the reloaded SavedModel and AutoModel.predict_proba."""
     import tensorflow as tf
 
     serving = tf.saved_model.load(path).signatures["serving_default"]
-    out = serving(x=tf.constant(x.astype(am.preprocessing_.raw_dtype)))
+    name, dtype = serving_input(path)
+    out = serving(**{name: tf.constant(x.astype(dtype))})
     classes = out["classes"].numpy()
     classes = np.array([c.decode() for c in classes]) if classes.dtype.kind in "SO" else classes
     assert (classes == am.predict(x)).all(), "SavedModel classes differ from AutoModel.predict"
@@ -70,8 +81,9 @@ def walkthrough(am, fit_args, x_test, y_test, export_dir) -> dict:
     path = am.export(export_dir)
     diff = check_export(am, path, x_test)
     print(f"test accuracy {accuracy:.4f} in {time.time() - start:.0f} s; exported to {path} (max |diff| {diff:.2e})")
+    name, dtype = serving_input(path)
     return {"test_accuracy": accuracy, "export": path, "max_abs_diff": diff,
-            "x_test": x_test.tolist(), "dtype": am.preprocessing_.raw_dtype,
+            "x_test": x_test.tolist(), "input": name, "dtype": dtype,
             "probabilities": am.predict_proba(x_test).tolist(), "classes": am.predict(x_test).tolist()}
 
 

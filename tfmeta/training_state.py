@@ -34,7 +34,8 @@ def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> No
 
     Args:
         model: A compiled Keras model (anything else is left alone).
-        x: Optional sample inputs: an array or tensor, of which the first two rows are used.
+        x: Optional sample inputs: an array or tensor (or a dict of them, for models with
+            named inputs), of which the first two rows are used.
         y: Optional sample targets matching `x`.
 
     With a sample, the compiled metrics and loss are built from one inference-mode call of the
@@ -44,9 +45,10 @@ def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> No
     """
     if getattr(model, "optimizer", None) is None:
         return  # not compiled
-    sample = _is_array(x) and _is_array(y)
+    sample = (_is_array(x) or (isinstance(x, dict) and x and all(map(_is_array, x.values())))) and _is_array(y)
     if sample:
-        x_sample, y_sample = x[:2], y[:2]
+        x_sample = {k: v[:2] for k, v in x.items()} if isinstance(x, dict) else x[:2]
+        y_sample = y[:2]
         y_pred = model(x_sample, training=False)  # also builds any layer not built yet
     if not _build_optimizer(model, model.trainable_variables):
         return

@@ -175,3 +175,32 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, monkeypatc
     assert len(board) == 3 and len(failed) == 1
     assert "out of memory (simulated)" in failed[0]["error"]
     assert board[0]["status"] == "completed"
+
+
+def test_tfmeta_serve_answers_tf_serving_rows_of_raw_columns(table_model, tmp_path):
+    import threading
+    import urllib.request
+
+    from tfmeta.serving import make_server
+
+    am, train = table_model
+    am.export(str(tmp_path / "served"))
+    rows = train.drop(columns=["label", "customer"]).head(3)
+    instances = []  # TF Serving's row format: one object per row, raw values, NaN / "" when missing
+    for _, row in rows.iterrows():
+        charges = pd.to_numeric(str(row.charges).strip(), errors="coerce")
+        instances.append({"charges": float(charges), "plan": row.plan or "", "signup": row.signup,
+                          "city": row.city, "visits": float(row.visits)})
+    server = make_server(str(tmp_path / "served"), "table", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/table:predict"
+        request = urllib.request.Request(url, data=json.dumps({"instances": instances}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.loads(response.read())["predictions"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    np.testing.assert_allclose([p["probabilities"] for p in predictions], am.predict_proba(rows), atol=1e-5)
+    assert [p["classes"] for p in predictions] == list(am.predict(rows))

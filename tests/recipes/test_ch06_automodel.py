@@ -33,7 +33,7 @@ def test_ch06_quick(tmp_path):
         result = results[name]
         assert Path(result["export"]) == tmp_path / "sm" / export / "1"
         serving = tf.saved_model.load(result["export"]).signatures["serving_default"]
-        out = serving(x=tf.constant(np.asarray(result["x_test"], dtype=result["dtype"])))
+        out = serving(**{result["input"]: tf.constant(np.asarray(result["x_test"], dtype=result["dtype"]))})
         np.testing.assert_allclose(out["probabilities"].numpy(), result["probabilities"], rtol=1e-5, atol=1e-6)
         classes = [c.decode() for c in out["classes"].numpy()]
         assert classes == result["classes"]  # the string class names, as AutoModel.predict gave them

@@ -103,8 +103,8 @@ class ImageFolderTask(RawDataTask):
     def space(self):
         return image_models.image_space(self.folder.load_size)[0]
 
-    def default_architecture(self):
-        return image_models.default_image_architecture(*image_models.image_space(self.folder.load_size))
+    def initial_architectures(self):
+        return [image_models.default_image_architecture(*image_models.image_space(self.folder.load_size))]
 
     def batch_size(self, arch) -> int:
         return int(self.am.batch_size)

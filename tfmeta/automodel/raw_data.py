@@ -2,16 +2,15 @@
 
 A *raw-data task* (`tables.TableTask`, `text.TextTask`, `image_folder.ImageFolderTask`) reads
 the user's data (streamed when it is a file or a folder), builds the in-graph preprocessing,
-and says what is searched (`space`, a first `default_architecture`) and how a trial's model is
+and says what is searched (`space`, the first `initial_architectures`) and how a trial's model is
 built. This module runs the rest the same way for all of them:
 
-1. The search (`tfmeta.nas.ArchitectureSearch`): the default configuration first, then the
-   strategy's proposals; every trial trains on the search split with its own batch size and
+1. The search (`tfmeta.nas.ArchitectureSearch`): the task's initial configurations first, then
+   the strategy's proposals; every trial trains on the search split with its own batch size and
    early stopping on the validation split. A trial that fails (an error, a NaN loss) is
    recorded as failed with its reason, and the search goes on.
 2. The refit: the best configuration trained afresh on all rows (search + validation) for
-   the best trial's best epoch count, averaged with the best trial's own model
-   (`ensemble=True`).
+   its trial's best epoch count, averaged with the second-best trial's model (`ensemble=True`).
 3. Predictions and the export: `serving_default` takes the raw inputs (one named input per
    table column, raw strings, images of any size or encoded image bytes).
 
@@ -43,6 +42,10 @@ class FailOnNaN(keras.callbacks.Callback):
             raise keras_tuner.errors.FailedTrialError(f"The loss became {float(loss)} at batch {batch}.")
 
 
+#: Optimizer steps before a validation score is trusted (early stopping, refit lengths).
+WARM_UP_STEPS = 100
+
+
 class WarmEarlyStopping(keras.callbacks.EarlyStopping):
     """`EarlyStopping` that does not stop before `min_steps` optimizer steps have run.
 
@@ -51,7 +54,7 @@ class WarmEarlyStopping(keras.callbacks.EarlyStopping):
     epochs says nothing yet. The first epochs, up to `min_steps` steps, only record the best.
     """
 
-    def __init__(self, min_steps: int = 100, **kwargs):
+    def __init__(self, min_steps: int = WARM_UP_STEPS, **kwargs):
         super().__init__(**kwargs)
         self.min_steps = int(min_steps)
 
@@ -96,7 +99,8 @@ class RawDataTask:
     def space(self):
         raise NotImplementedError
 
-    def default_architecture(self):
+    def initial_architectures(self) -> list:
+        """The first trials (known-good configurations), before the strategy's proposals."""
         raise NotImplementedError
 
     def build(self, arch) -> keras.Model:
@@ -108,8 +112,13 @@ class RawDataTask:
 
     # -- serving ----------------------------------------------------------------------------
     def model_inputs(self) -> Any:
-        """Fresh Keras inputs of the model (to average members on)."""
+        """Fresh Keras inputs of the trial models (to average members on)."""
         raise NotImplementedError
+
+    def serving_model(self, core: keras.Model) -> keras.Model:
+        """The model that takes the user's raw inputs, around `core` (a trial model or their
+        average). The trial models take the raw inputs themselves unless a task decodes first."""
+        return core
 
     def endpoints(self, model: keras.Model, outputs) -> dict:
         """`{signature name: (fn, input_signature)}` of the export; `outputs(model_out)` names them."""
@@ -145,8 +154,9 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
 
     def fit_child(arch, model, *args, **kwargs):
         size = task.batch_size(arch)
-        return model.fit(task.dataset("search", size, shuffle=True),  # the dataset shuffles itself
-                         validation_data=task.dataset("validation", size), shuffle=False, **kwargs)
+        data = task.dataset("search", size, shuffle=True)  # the dataset shuffles itself
+        _build_training_state(model, data)
+        return model.fit(data, validation_data=task.dataset("validation", size), shuffle=False, **kwargs)
 
     from tfmeta.nas.search import ArchitectureSearch
 
@@ -154,7 +164,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
         space, build_model=task.build, fit_model=fit_child, strategy=am.strategy, objective=monitor,
         max_trials=am.max_trials, max_time=am.max_time, directory=am.directory, project_name=am.project_name,
         overwrite=am.overwrite, seed=am.seed, callbacks=[progress],
-        initial_architectures=[task.default_architecture()],
+        initial_architectures=task.initial_architectures(),
     )
     search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search
     stop = WarmEarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
@@ -179,9 +189,18 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
     if am.refit and validation_data is None and not out_of_time:
         _refit(am, task, search, best)
     else:
-        am.model_ = _best_trial_model(search)
-        am.members_ = [am.model_]
+        am.members_ = [_best_trial_model(search)]
+        am.model_ = task.serving_model(am.members_[0])
     am.refit_time_ = time.time() - start
+
+
+def _build_training_state(model: keras.Model, data: tf.data.Dataset) -> None:
+    """The model's optimizer, metric and loss variables, built on one batch before `fit`, so
+    that its train step is traced once (`tfmeta.training_state`)."""
+    from tfmeta.training_state import build_training_state
+
+    for x, y in data.take(1):
+        build_training_state(model, x, y)
 
 
 def _failed(search) -> list[dict]:
@@ -210,21 +229,53 @@ def _best_trial_model(search) -> keras.Model:
         return search.best_model()
 
 
+def refit_epochs(am, task: RawDataTask, arch, trial) -> int:
+    """Epochs of a refit: the trial's best epoch count, but not fewer than the warm-up.
+
+    A best epoch found within the first `WARM_UP_STEPS` optimizer steps (a small data set, a
+    noisy validation split) says little, so a refit trains at least that many steps (never
+    more than `epochs`).
+    """
+    if am.refit_epochs:
+        return int(am.refit_epochs)
+    steps = max(1, math.ceil(task.rows / task.batch_size(arch)))
+    warm_up = min(int(am.epochs), math.ceil(WARM_UP_STEPS / steps))
+    return max(int(trial.best_step or 0) + 1, warm_up)
+
+
+def _trial_model(search, trial_id: str) -> keras.Model:
+    """A completed trial's trained model, restored from its KerasTuner checkpoint."""
+    with warnings.catch_warnings():  # KerasTuner checkpoints hold optimizer slots we do not need
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        return search.tuner.load_model(search.oracle.get_trial(trial_id))
+
+
 def _refit(am, task: RawDataTask, search, best) -> None:
-    """The best configuration trained on all rows for the best trial's epoch count."""
-    best_step = int(search.oracle.get_best_trials(1)[0].best_step or 0)
-    epochs = am.refit_epochs or best_step + 1
+    """The best configuration retrained on all rows (`refit_epochs`).
+
+    With `ensemble=True` it is averaged with the second-best trial's own model (trained on the
+    search split, stopped early on the validation split): two configurations (often of
+    different families: a TF-IDF model and a convolution, a network and an additive model) err
+    on different rows, so the average is more accurate than either (docs/results.md measures
+    it), for no more training than the refit.
+    """
+    from tfmeta.nas.space import Architecture
+
+    sign = 1.0 if task.classification else -1.0
+    ranked = sorted(search.completed(), key=lambda r: -sign * float(r["score"]))
+    arch = Architecture.from_config(ranked[0]["architecture"])
+    epochs = refit_epochs(am, task, arch, search.oracle.get_trial(ranked[0]["trial_id"]))
     keras.utils.set_random_seed(0 if am.seed is None else int(am.seed))
-    model = task.build(best)
-    size = task.batch_size(best)
-    model.fit(task.dataset("all", size, shuffle=True), epochs=epochs, shuffle=False, verbose=0,
-              callbacks=[FailOnNaN()])
+    model = task.build(arch)
+    data = task.dataset("all", task.batch_size(arch), shuffle=True)
+    _build_training_state(model, data)
+    model.fit(data, epochs=epochs, shuffle=False, verbose=0, callbacks=[FailOnNaN()])
     am.refit_epochs_ = epochs
     am.members_ = [model]
-    if am.ensemble:
-        am.members_.append(_best_trial_model(search))
-    am.model_ = am.members_[0] if len(am.members_) == 1 else average(task, am.members_)
-    what = " + best trial's model averaged" if len(am.members_) > 1 else ""
+    if am.ensemble and len(ranked) > 1:
+        am.members_.append(_trial_model(search, ranked[1]["trial_id"]))
+    am.model_ = task.serving_model(am.members_[0] if len(am.members_) == 1 else average(task, am.members_))
+    what = " + the second-best trial's model, averaged" if len(am.members_) > 1 else ""
     am._log(f"[refit] best configuration on all {task.rows} rows for {epochs} epochs{what}  "
             f"elapsed={time.time() - am._start:.0f}s")
 

@@ -6,7 +6,7 @@ none of them reads a missing number, a date string or turns quantile bins into a
 piecewise-linear code. These small layers do, in TensorFlow ops, so they run inside the
 exported SavedModel:
 
-- `MissingNumber`: imputes NaN with the training median, standardises and clips, and adds a
+- `MissingNumber`: imputes NaN with the training median, standardises, and adds a
   missing indicator.
 - `PiecewiseLinearEncoding`: the piecewise-linear code of a number over quantile bins, and
   `PeriodicEncoding`: learned sin/cos features of a number (both Gorishniy et al. 2022,
@@ -49,22 +49,24 @@ def _as_column(x):
 
 @keras.saving.register_keras_serializable(package="tfmeta")
 class MissingNumber(keras.layers.Layer):
-    """A number with NaN for missing: `[(x - mean) / std clipped, missing]` per row.
+    """A number with NaN for missing: `[(x - mean) / std, missing]` per row.
 
     Args:
         fill_value: Value a missing number is replaced by (the training median).
         mean, std: Standardisation statistics of the training values.
-        clip: Standardised values are clipped to `[-clip, clip]` (outliers).
+        clip: Optional bound of the standardised values (`[-clip, clip]`); None keeps them
+            (an outlier can matter: a fare is the total minus the tip, however large).
         indicator: Whether to output the missing indicator column.
         filled_only: Output only the imputed raw value `[batch]` (for encodings that work on
             the original scale, such as `PiecewiseLinearEncoding`).
     """
 
-    def __init__(self, fill_value: float, mean: float, std: float, clip: float = 5.0,
+    def __init__(self, fill_value: float, mean: float, std: float, clip: float | None = None,
                  indicator: bool = True, filled_only: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.fill_value, self.mean, self.std = float(fill_value), float(mean), float(std) or 1.0
-        self.clip, self.indicator, self.filled_only = float(clip), bool(indicator), bool(filled_only)
+        self.clip = None if clip is None else float(clip)
+        self.indicator, self.filled_only = bool(indicator), bool(filled_only)
 
     def filled(self, x):
         """`(x with NaN replaced by the fill value, missing mask)`."""
@@ -76,7 +78,9 @@ class MissingNumber(keras.layers.Layer):
         filled, missing = self.filled(x)
         if self.filled_only:
             return filled
-        z = tf.clip_by_value((filled - self.mean) / self.std, -self.clip, self.clip)
+        z = (filled - self.mean) / self.std
+        if self.clip is not None:
+            z = tf.clip_by_value(z, -self.clip, self.clip)
         columns = [z, tf.cast(missing, tf.float32)] if self.indicator else [z]
         return tf.stack(columns, axis=-1)
 

@@ -9,8 +9,8 @@ of the shared `TablePreprocessing`.
 Example:
 
 >>> space = table_space(rows=6000)
->>> arch = space.decode([0] * len(space.decisions))
->>> model = build_table_model(pre, space, arch, outputs=2, task="classification")
+>>> arch = initial_architectures(space)[0]
+>>> model = build_table_model(pre, space, arch, outputs=2, task="classification")  # on decoded rows
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import keras
 from tfmeta.automodel.table_preprocessing import CATEGORICAL_ENCODINGS, NUMERIC_ENCODINGS, TablePreprocessing
 from tfmeta.nas.space import Architecture, Decision, SearchSpace
 
-#: The first trial of a table search: a configuration that does well on most tables.
+#: The first trials of a table search: a multi-layer network that does well on most tables, and
+#: a generalised additive model (every column's encoding, then the output layer alone), strong
+#: on small tables; two families, so that the refit ensemble averages unlike models.
 DEFAULT_TABLE_CHOICES = {
     "numeric_encoding": "ple",
     "categorical_encoding": "embedding",
@@ -33,6 +35,16 @@ DEFAULT_TABLE_CHOICES = {
     "learning_rate": 1e-3,
     "weight_decay": 1e-5,
 }
+ADDITIVE_TABLE_CHOICES = {
+    "numeric_encoding": "ple",
+    "categorical_encoding": "onehot",
+    "layer0/units": 0,
+    "layer1/units": 0,
+    "layer2/units": 0,
+    "dropout": 0.0,
+    "learning_rate": 1e-2,
+    "weight_decay": 1e-4,
+}
 
 
 def batch_sizes(rows: int) -> tuple[int, ...]:
@@ -42,8 +54,10 @@ def batch_sizes(rows: int) -> tuple[int, ...]:
     if rows >= 20_000:
         return (128, 256, 512)
     if rows >= 2_000:
-        return (32, 64, 128)
-    return (16, 32, 64)
+        return (64, 128, 256)
+    if rows >= 500:
+        return (16, 32, 64)
+    return (8, 16, 32)
 
 
 def table_space(rows: int, num_layers: int = 3, name: str = "table") -> SearchSpace:
@@ -53,25 +67,29 @@ def table_space(rows: int, num_layers: int = 3, name: str = "table") -> SearchSp
         Decision("categorical_encoding", CATEGORICAL_ENCODINGS),
     ]
     widths = (0, 64, 128, 256, 512)
-    decisions += [Decision(f"layer{i}/units", widths[1:] if i == 0 else widths) for i in range(num_layers)]
+    decisions += [Decision(f"layer{i}/units", widths) for i in range(num_layers)]
     decisions += [
         Decision("dropout", (0.0, 0.1, 0.2, 0.3)),
-        Decision("learning_rate", (3e-4, 1e-3, 3e-3)),
+        Decision("learning_rate", (3e-4, 1e-3, 3e-3, 1e-2)),
         Decision("weight_decay", (0.0, 1e-5, 1e-4, 1e-3)),
         Decision("batch_size", batch_sizes(rows)),
     ]
     return SearchSpace(decisions, name=name, kind="table")
 
 
-def default_architecture(space: SearchSpace) -> Architecture:
-    """`DEFAULT_TABLE_CHOICES` in `space` (the middle batch size)."""
-    values = {}
-    for decision in space.decisions:
-        choice = DEFAULT_TABLE_CHOICES.get(decision.name)
-        if choice not in decision.choices:
-            choice = decision.choices[len(decision.choices) // 2] if decision.name == "batch_size" else decision.choices[0]
-        values[decision.name] = choice
-    return space.from_dict(values)
+def initial_architectures(space: SearchSpace) -> list[Architecture]:
+    """`DEFAULT_TABLE_CHOICES` and `ADDITIVE_TABLE_CHOICES` in `space` (the middle batch size)."""
+    architectures = []
+    for defaults in (DEFAULT_TABLE_CHOICES, ADDITIVE_TABLE_CHOICES):
+        values = {}
+        for decision in space.decisions:
+            choice = defaults.get(decision.name)
+            if choice not in decision.choices:
+                middle = decision.choices[len(decision.choices) // 2]
+                choice = middle if decision.name == "batch_size" else decision.choices[0]
+            values[decision.name] = choice
+        architectures.append(space.from_dict(values))
+    return architectures
 
 
 def optimizer_for(choices: dict[str, Any]) -> keras.optimizers.Optimizer:
@@ -102,9 +120,10 @@ def compile_for(model: keras.Model, choices: dict[str, Any], task: str) -> keras
 
 def build_table_model(pre: TablePreprocessing, space: SearchSpace, arch: Architecture, outputs: int,
                       task: str, target_mean: float = 0.0, target_std: float = 1.0) -> keras.Model:
-    """Raw columns -> preprocessing -> dense layers -> head, compiled for the trial."""
+    """Decoded columns (`pre.decoder()`'s outputs) -> the trial's encodings -> dense layers -> head,
+    compiled for the trial. Put `pre.decoder()` in front of it to take raw rows."""
     choices = space.validate(arch).as_dict()
-    inputs = pre.inputs()
+    inputs = pre.decoded_inputs()
     hidden = pre.features(inputs, choices["numeric_encoding"], choices["categorical_encoding"])
     for i in range(sum(1 for d in space.decisions if d.name.endswith("/units"))):
         units = choices[f"layer{i}/units"]

@@ -1,9 +1,15 @@
 """The in-graph preprocessing of a table: raw columns in, one feature vector out.
 
 `TablePreprocessing` is built once per `fit` from the columns' specs and one streamed pass of
-statistics (`summarize_table`); every trial's model then starts with `inputs()` (one Keras
-input per used column, with the column's raw dtype) and `features(inputs, ...)`, so the
-exported SavedModel takes raw rows. Per column:
+statistics (`summarize_table`). It splits the preprocessing where the search needs it split:
+
+- `decoder()`: raw columns (one Keras input per used column, with the column's raw dtype) to
+  fixed tensors, the non-trainable part (imputation, standardisation, vocabulary lookups,
+  date parsing). A search decodes its rows once and caches them;
+- `features(decoded, numeric_encoding, categorical_encoding)`: the trial's encodings of those
+  tensors, the part the search varies (and trains, for embeddings and periodic features).
+
+The export is `decoder -> trial model`, so the SavedModel takes raw rows. Per column:
 
 - numeric: `MissingNumber` (median imputation, standardisation, a missing indicator when the
   training data had gaps), then the trial's `numeric_encoding`: `"standard"` (the standardised
@@ -22,9 +28,11 @@ values, dates, embeddings or numeric encodings, so the layers are composed here 
 Example:
 
 >>> pre = TablePreprocessing(specs, summarize_table(source, specs))
->>> inputs = pre.inputs()
->>> features = pre.features(inputs, numeric_encoding="ple", categorical_encoding="embedding")
->>> model = keras.Model(inputs, keras.layers.Dense(1)(features))
+>>> decoded = pre.decoded_inputs()
+>>> features = pre.features(decoded, numeric_encoding="ple", categorical_encoding="embedding")
+>>> trial = keras.Model(decoded, keras.layers.Dense(1)(features))
+>>> raw = pre.inputs()
+>>> served = keras.Model(raw, trial(pre.decoder()(raw)))     # raw rows in
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import tensorflow as tf
 from tfmeta.automodel.column_types import ColumnSpec
 from tfmeta.automodel.table_inputs import used_columns
 from tfmeta.automodel.table_layers import (
+    DATETIME_FEATURES,
     DatetimeFeatures,
     IntegerTokens,
     MissingNumber,
@@ -130,9 +139,60 @@ class TablePreprocessing:
             for spec in self.specs.values()
         }
 
-    def features(self, inputs: Mapping[str, keras.KerasTensor], numeric_encoding: str = "standard",
+    def decoder(self) -> keras.Model:
+        """Raw columns -> the fixed, non-trainable *decoded* tensors every trial starts from.
+
+        Per column (keys `<input name>__<part>`): numbers imputed (`filled`), standardised with
+        their missing indicator (`standard`) and alone (`z`); categories as vocabulary indices
+        (`index`); dates as calendar features (`calendar`); text passed through (`text`). A search decodes its
+        rows once (`tf.data` caches them) and trains every trial on them; the export puts the
+        decoder in front of the trial's model, so the SavedModel still takes raw rows.
+        """
+        raw = self.inputs()
+        decoded = {}
+        for index, (name, spec) in enumerate(self.specs.items()):
+            x, tag, settings = raw[spec.input_name], f"c{index}", self.settings[name]
+            key = spec.input_name
+            if spec.kind == "numeric":
+                statistics = (settings["fill_value"], settings["mean"], settings["std"])
+                decoded[f"{key}__filled"] = MissingNumber(*statistics, filled_only=True, name=f"{tag}_filled")(x)
+                decoded[f"{key}__standard"] = MissingNumber(*statistics, indicator=settings["indicator"],
+                                                           name=f"{tag}_standard")(x)
+                decoded[f"{key}__z"] = MissingNumber(*statistics, indicator=False, name=f"{tag}_z")(x)
+            elif spec.kind == "categorical":
+                if spec.input_dtype == "float32":
+                    x = IntegerTokens(name=f"{tag}_tokens")(x)
+                decoded[f"{key}__index"] = keras.layers.StringLookup(
+                    vocabulary=settings["vocabulary"] or ["<none>"], num_oov_indices=settings["oov_buckets"],
+                    output_mode="int", name=f"{tag}_lookup")(x)
+            elif spec.kind == "datetime":
+                kwargs = {k: v for k, v in settings.items() if k != "missing_fraction"}
+                decoded[f"{key}__calendar"] = DatetimeFeatures(name=f"{tag}_calendar", **kwargs)(x)
+            else:
+                decoded[f"{key}__text"] = x
+        return keras.Model(raw, decoded, name="decoder")
+
+    def decoded_inputs(self) -> dict[str, keras.KerasTensor]:
+        """Keras inputs matching the decoder's outputs (what a trial's model takes)."""
+        inputs = {}
+        for spec in self.specs.values():
+            key, settings = spec.input_name, self.settings[spec.name]
+            if spec.kind == "numeric":
+                width = 2 if settings["indicator"] else 1
+                inputs[f"{key}__filled"] = keras.Input((), name=f"{key}__filled")
+                inputs[f"{key}__standard"] = keras.Input((width,), name=f"{key}__standard")
+                inputs[f"{key}__z"] = keras.Input((1,), name=f"{key}__z")
+            elif spec.kind == "categorical":
+                inputs[f"{key}__index"] = keras.Input((), dtype="int64", name=f"{key}__index")
+            elif spec.kind == "datetime":
+                inputs[f"{key}__calendar"] = keras.Input((len(DATETIME_FEATURES),), name=f"{key}__calendar")
+            else:
+                inputs[f"{key}__text"] = keras.Input((), dtype="string", name=f"{key}__text")
+        return inputs
+
+    def features(self, decoded: Mapping[str, keras.KerasTensor], numeric_encoding: str = "standard",
                  categorical_encoding: str = "onehot") -> keras.KerasTensor:
-        """The concatenated feature vector of every column, under the trial's encodings."""
+        """The trial's feature vector from the decoded tensors, under its encodings."""
         if numeric_encoding not in NUMERIC_ENCODINGS:
             raise ValueError(f"`numeric_encoding` must be one of {NUMERIC_ENCODINGS}; received {numeric_encoding!r}.")
         if categorical_encoding not in CATEGORICAL_ENCODINGS:
@@ -141,52 +201,36 @@ class TablePreprocessing:
             )
         parts = []
         for index, (name, spec) in enumerate(self.specs.items()):
-            x = inputs[spec.input_name]
-            tag = f"c{index}"
+            key, tag, settings = spec.input_name, f"c{index}", self.settings[name]
             if spec.kind == "numeric":
-                parts.append(self._numeric(x, self.settings[name], numeric_encoding, tag))
+                parts.append(self._numeric(decoded, key, settings, numeric_encoding, tag))
             elif spec.kind == "categorical":
-                if spec.input_dtype == "float32":
-                    x = IntegerTokens(name=f"{tag}_tokens")(x)
-                parts.append(self._categorical(x, self.settings[name], categorical_encoding, tag))
+                parts.append(self._categorical(decoded[f"{key}__index"], settings, categorical_encoding, tag))
             elif spec.kind == "datetime":
-                kwargs = {k: v for k, v in self.settings[name].items() if k != "missing_fraction"}
-                parts.append(DatetimeFeatures(name=f"{tag}_calendar", **kwargs)(x))
+                parts.append(decoded[f"{key}__calendar"])
             else:
-                parts.append(self._text(x, self.settings[name], tag))
+                tfidf = settings["text"].tfidf(name=f"{tag}_tfidf")(decoded[f"{key}__text"])
+                parts.append(keras.layers.Dense(16, activation="relu", name=f"{tag}_text")(tfidf))
         return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
 
     @staticmethod
-    def _numeric(x, settings: dict, encoding: str, tag: str):
-        statistics = (settings["fill_value"], settings["mean"], settings["std"])
-        standard = MissingNumber(*statistics, indicator=settings["indicator"], name=f"{tag}_impute")(x)
+    def _numeric(decoded, key: str, settings: dict, encoding: str, tag: str):
+        standard = decoded[f"{key}__standard"]
         if encoding == "standard":
             return standard
         if encoding == "ple":
-            filled = MissingNumber(*statistics, filled_only=True, name=f"{tag}_filled")(x)
-            code = PiecewiseLinearEncoding(settings["boundaries"], name=f"{tag}_ple")(filled)
+            code = PiecewiseLinearEncoding(settings["boundaries"], name=f"{tag}_ple")(decoded[f"{key}__filled"])
             return keras.layers.Concatenate(name=f"{tag}_num")([code, standard])
-        value = MissingNumber(*statistics, indicator=False, name=f"{tag}_z")(x)
-        periodic = PeriodicEncoding(8, name=f"{tag}_periodic")(value)
+        periodic = PeriodicEncoding(8, name=f"{tag}_periodic")(decoded[f"{key}__z"])
         dense = keras.layers.Dense(8, activation="relu", name=f"{tag}_plr")(periodic)
         return keras.layers.Concatenate(name=f"{tag}_num")([dense, standard])
 
     @staticmethod
-    def _categorical(x, settings: dict, encoding: str, tag: str):
-        vocabulary = settings["vocabulary"] or ["<none>"]
-        buckets = settings["oov_buckets"]
+    def _categorical(index, settings: dict, encoding: str, tag: str):
+        size = len(settings["vocabulary"] or ["<none>"]) + settings["oov_buckets"]
         if encoding == "onehot":
-            return keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=buckets,
-                                             output_mode="one_hot", name=f"{tag}_onehot")(x)
-        index = keras.layers.StringLookup(vocabulary=vocabulary, num_oov_indices=buckets,
-                                          output_mode="int", name=f"{tag}_lookup")(x)
-        size = len(vocabulary) + buckets
+            return keras.layers.CategoryEncoding(size, output_mode="one_hot", name=f"{tag}_onehot")(index)
         return keras.layers.Embedding(size, embedding_size(size), name=f"{tag}_embedding")(index)
-
-    @staticmethod
-    def _text(x, settings: dict, tag: str):
-        tfidf = settings["text"].tfidf(name=f"{tag}_tfidf")(x)
-        return keras.layers.Dense(16, activation="relu", name=f"{tag}_text")(tfidf)
 
     # ------------------------------------------------------------------ description
     def get_config(self) -> dict:

@@ -43,6 +43,8 @@ INFERENCE_ROWS = 20_000
 CHUNK_ROWS = 65_536
 #: Rows a streamed shuffle mixes (its buffer).
 SHUFFLE_BUFFER = 50_000
+#: Largest decoded table kept in memory for the epochs after the first.
+CACHE_BYTES = 1 << 30
 
 
 def split_target(x, y, name: str = "x") -> tuple[TableSource, str | None, np.ndarray | None]:
@@ -99,8 +101,10 @@ class TableTask(RawDataTask):
         self.rows = len(self.parts["all"])
         stats = summarize_table(self.source, self.specs, chunk_rows=CHUNK_ROWS, seed=am.seed or 0)
         self.preprocessing = TablePreprocessing(self.specs, stats)
-        self._arrays = to_model_inputs(self.source.frame(), self.specs, strict=False) if self.source.in_memory \
-            else None
+        self.decoder = self.preprocessing.decoder()
+        self._decoded = self._decode(to_model_inputs(self.source.frame(), self.specs, strict=False)) \
+            if self.source.in_memory else None
+        self._cached: dict[str, tf.data.Dataset] = {}
 
     @staticmethod
     def _inference_sample(source: TableSource) -> pd.DataFrame:
@@ -118,33 +122,49 @@ class TableTask(RawDataTask):
         return np.concatenate(parts) if parts else np.empty(0, dtype=object)
 
     # ------------------------------------------------------------------ data
+    def _decode(self, arrays: dict) -> dict:
+        """The decoder's fixed tensors of raw column arrays, as numpy (computed once per row)."""
+        decoded = {}
+        names = list(arrays)
+        rows = len(arrays[names[0]]) if names else 0
+        for start in range(0, rows, CHUNK_ROWS):
+            part = self.decoder({k: tf.constant(v[start : start + CHUNK_ROWS]) for k, v in arrays.items()})
+            for key, value in part.items():
+                decoded.setdefault(key, []).append(value.numpy())
+        return {key: np.concatenate(values) for key, values in decoded.items()}
+
     def _signature(self):
-        inputs = {spec.input_name: tf.TensorSpec([None], tf.as_dtype(spec.input_dtype))
-                  for spec in self.columns.values()}
+        decoded = {key: tf.TensorSpec([None, *tensor.shape[1:]], tf.as_dtype(tensor.dtype))
+                   for key, tensor in self.preprocessing.decoded_inputs().items()}
         target = tf.TensorSpec([None], tf.int64 if self.classification else tf.float32)
-        return inputs, target
+        return decoded, target
 
     def dataset(self, part: str, batch_size: int, shuffle: bool = False) -> tf.data.Dataset:
         if part == "validation" and self.validation_source is not None:
             rows = self.validation_rows
-            ds = self._streamed(self.validation_source, self.validation_y, rows)
-        elif self._arrays is not None:
+            ds = self._rows_of("validation", self.validation_source, self.validation_y, rows)
+        elif self._decoded is not None:
             rows = self.parts[part]
-            ds = tf.data.Dataset.from_tensor_slices(({k: v[rows] for k, v in self._arrays.items()}, self.y[rows]))
-            if shuffle:
-                ds = ds.shuffle(min(len(rows), SHUFFLE_BUFFER), seed=self.am.seed or 0, reshuffle_each_iteration=True)
-            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+            ds = tf.data.Dataset.from_tensor_slices(({k: v[rows] for k, v in self._decoded.items()}, self.y[rows]))
         else:
             rows = self.parts[part]
-            ds = self._streamed(self.source, self.y, rows)
+            ds = self._rows_of(part, self.source, self.y, rows)
         if shuffle:
-            ds = ds.shuffle(SHUFFLE_BUFFER, seed=self.am.seed or 0, reshuffle_each_iteration=True)
+            ds = ds.shuffle(min(len(rows), SHUFFLE_BUFFER), seed=self.am.seed or 0, reshuffle_each_iteration=True)
         batches = -(-len(rows) // batch_size)  # known, so Keras counts the steps of every epoch
         ds = ds.batch(batch_size).apply(tf.data.experimental.assert_cardinality(batches))
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    def _streamed(self, source: TableSource, targets: np.ndarray, rows: np.ndarray) -> tf.data.Dataset:
-        """Rows `rows` of a CSV, converted chunk by chunk (bounded memory), one row per element."""
+    def _rows_of(self, part: str, source: TableSource, targets: np.ndarray, rows: np.ndarray) -> tf.data.Dataset:
+        """Rows `rows` of a CSV, decoded chunk by chunk (bounded memory), one row per element.
+
+        The decoded rows are cached in memory after the first pass when they fit in
+        `CACHE_BYTES`, so later epochs and trials read no CSV.
+        """
+        if part in self._cached:
+            return self._cached[part]
+        if part == "all":  # the refit: the search's cached rows are no longer needed
+            self._cached.clear()
         keep = np.zeros(len(targets), dtype=bool)
         keep[rows] = True
 
@@ -155,11 +175,16 @@ class TableTask(RawDataTask):
                 mask = keep[start:stop]
                 if mask.any():
                     arrays = to_model_inputs(chunk, self.specs, strict=False)
-                    yield {k: v[mask] for k, v in arrays.items()}, targets[start:stop][mask]
+                    decoded = self._decode({k: v[mask] for k, v in arrays.items()})
+                    yield decoded, targets[start:stop][mask]
                 start = stop
 
-        inputs, target = self._signature()
-        return tf.data.Dataset.from_generator(chunks, output_signature=(inputs, target)).unbatch()
+        ds = tf.data.Dataset.from_generator(chunks, output_signature=self._signature()).unbatch()
+        width = sum(int(np.prod(t.shape[1:])) or 1 for t in self.preprocessing.decoded_inputs().values())
+        if len(rows) * width * 4 <= CACHE_BYTES:
+            ds = ds.cache()
+        self._cached[part] = ds
+        return ds
 
     def predict_batches(self, x) -> Iterator[dict]:
         source = TableSource.from_input(x)
@@ -185,8 +210,8 @@ class TableTask(RawDataTask):
     def space(self):
         return table_models.table_space(self.rows)
 
-    def default_architecture(self):
-        return table_models.default_architecture(self.space())
+    def initial_architectures(self):
+        return table_models.initial_architectures(self.space())
 
     def build(self, arch):
         outputs = len(self.classes) if self.classification else 1
@@ -196,7 +221,14 @@ class TableTask(RawDataTask):
 
     # ------------------------------------------------------------------ serving
     def model_inputs(self):
-        return self.preprocessing.inputs()
+        return self.preprocessing.decoded_inputs()
+
+    def serving_model(self, core):
+        """Raw columns -> decoder -> `core` (the trial models take decoded rows)."""
+        import keras
+
+        raw = self.preprocessing.inputs()
+        return keras.Model(raw, core(self.decoder(raw)), name="table_model")
 
     def endpoints(self, model, outputs) -> dict:
         def serve(inputs):

@@ -110,8 +110,8 @@ class TextTask(RawDataTask):
     def space(self):
         return text_models.text_space(self.rows)
 
-    def default_architecture(self):
-        return text_models.default_text_architecture(self.space())
+    def initial_architectures(self):
+        return text_models.initial_text_architectures(self.space())
 
     def build(self, arch):
         outputs = len(self.classes) if self.classification else 1

@@ -14,7 +14,7 @@ Example:
 
 >>> text = TextVocabulary.adapt(train_texts)
 >>> space = text_space(rows=len(train_texts))
->>> model = build_text_model(text, space, default_text_architecture(space), outputs=2, task="classification")
+>>> model = build_text_model(text, space, initial_text_architectures(space)[0], outputs=2, task="classification")
 >>> model.predict(np.array(["great food", "slow service"], dtype=object))
 """
 
@@ -28,9 +28,12 @@ from tfmeta.nas.space import Architecture, Decision, SearchSpace
 
 TEXT_MODELS = ("tfidf", "cnn", "bigru")
 
-#: The first trial of a text search.
-DEFAULT_TEXT_CHOICES = {"text_model": "tfidf", "hidden_units": 0, "dropout": 0.2,
-                        "learning_rate": 3e-3, "weight_decay": 0.0}
+#: The first trials of a text search: TF-IDF with a linear head, and a convolution (two families,
+#: so that the refit ensemble averages unlike models).
+INITIAL_TEXT_CHOICES = (
+    {"text_model": "tfidf", "hidden_units": 0, "dropout": 0.2, "learning_rate": 3e-3, "weight_decay": 0.0},
+    {"text_model": "cnn", "hidden_units": 0, "dropout": 0.2, "learning_rate": 3e-3, "weight_decay": 0.0},
+)
 
 
 def text_space(rows: int, name: str = "text") -> SearchSpace:
@@ -49,10 +52,10 @@ def text_space(rows: int, name: str = "text") -> SearchSpace:
     )
 
 
-def default_text_architecture(space: SearchSpace) -> Architecture:
-    """`DEFAULT_TEXT_CHOICES` in `space` (the middle batch size)."""
-    values = {d.name: DEFAULT_TEXT_CHOICES.get(d.name, d.choices[len(d.choices) // 2]) for d in space.decisions}
-    return space.from_dict(values)
+def initial_text_architectures(space: SearchSpace) -> list[Architecture]:
+    """`INITIAL_TEXT_CHOICES` in `space` (the middle batch size)."""
+    return [space.from_dict({d.name: choices.get(d.name, d.choices[len(d.choices) // 2]) for d in space.decisions})
+            for choices in INITIAL_TEXT_CHOICES]
 
 
 def build_text_model(text: TextVocabulary, space: SearchSpace, arch: Architecture, outputs: int, task: str,

@@ -52,6 +52,7 @@ import keras
 import keras_tuner
 from keras_tuner.src.engine import base_tuner
 from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.engine import tuner_utils
 
 from tfmeta.nas.oracles import ArchitectureOracle
 from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace, SearchSpace  # noqa: F401
@@ -156,8 +157,53 @@ class ArchitectureHyperModel(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
+class SaveBestEpochAtEnd(tuner_utils.SaveBestEpoch):
+    """KerasTuner's best-epoch checkpoint, written once when training ends.
+
+    KerasTuner's `SaveBestEpoch` writes the weights file at every epoch that improves the
+    objective (a tenth of a short trial's time on a table); this keeps the best weights in
+    memory and writes them once, the same file at the end.
+    """
+
+    def on_train_begin(self, logs=None):
+        self._best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.objective.has_value(logs):
+            self._best_weights = self.model.get_weights()
+            return
+        current = self.objective.get_value(logs)
+        if self.objective.better_than(current, self.best_value):
+            self.best_value = current
+            self._best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is None:
+            return
+        current = self.model.get_weights()
+        self.model.set_weights(self._best_weights)
+        self._save_model()
+        self.model.set_weights(current)
+
+
 class KerasArchitectureTuner(TrialCallbacks, keras_tuner.Tuner):
     """KerasTuner `Tuner` training one child model per trial (KerasTuner's fit/checkpoint logic)."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        """KerasTuner's `Tuner.run_trial` with `SaveBestEpochAtEnd` as the checkpoint writer."""
+        checkpoint = SaveBestEpochAtEnd(objective=self.oracle.objective,
+                                        filepath=self._get_checkpoint_fname(trial.trial_id))
+        original_callbacks = kwargs.pop("callbacks", [])
+        histories = []
+        for execution in range(self.executions_per_trial):
+            copied_kwargs = dict(kwargs)
+            callbacks = self._deepcopy_callbacks(original_callbacks)
+            self._configure_tensorboard_dir(callbacks, trial, execution)
+            callbacks.append(tuner_utils.TunerCallback(self, trial))
+            callbacks.append(checkpoint)  # the best epoch over all executions
+            copied_kwargs["callbacks"] = callbacks
+            histories.append(self._build_and_fit_model(trial, *args, **copied_kwargs))
+        return histories
 
     def _populate_initial_space(self):
         # KerasTuner builds the hypermodel once here to discover conditional hyperparameters.
