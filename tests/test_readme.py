@@ -70,19 +70,23 @@ def test_every_python_example_is_tested():
 
 
 @pytest.mark.slow
-def test_automodel_example_fits_exports_and_the_reload_predicts_the_same(tmp_path, monkeypatch):
+def test_automodel_example_fits_a_raw_table_and_the_reload_predicts_the_same(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TFMETA_DATA_DIR", str(data_dir))
     ns = run_readme_block(python_block("tfmeta.AutoModel("), "automodel")
-    am, x_test, y_test, path = ns["am"], ns["x_test"], ns["y_test"], ns["path"]
-    # Ten digit classes, 450 test images: two short trials already learn them.
-    assert am.score(x_test, y_test) > 0.85
-    assert Path(path).resolve() == (tmp_path / "saved_models" / "digits" / "1").resolve()
-    assert json.loads((Path(path) / "tfmeta.json").read_text())["task"] == "classification"
-    # The SavedModel, reloaded without tfmeta's classes, gives the in-process answers.
-    np.testing.assert_array_equal(ns["reloaded"]["classes"].numpy(), am.predict(x_test))
-    np.testing.assert_allclose(
-        ns["reloaded"]["probabilities"].numpy(), am.predict_proba(x_test), rtol=1e-4, atol=1e-5
-    )
+    am, rows, path, request = ns["am"], ns["rows"], ns["path"], ns["request"]
+    assert Path(path).resolve() == (tmp_path / "saved_models" / "taxis" / "1").resolve()
+    meta = json.loads((Path(path) / "tfmeta.json").read_text())
+    kinds = {c["name"]: c["kind"] for c in meta["input_spec"]["columns"]}
+    assert kinds["pickup"] == "datetime" and kinds["pickup_zone"] == "categorical" and kinds["fare"] == "numeric"
+    assert "payment" not in kinds
+    # cash or credit card: the tip column all but gives it away, well above the majority class (~0.72).
+    frame = ns["pd"].read_csv(ns["csv"])
+    assert am.score(frame.tail(1000), y="payment") > 0.85
+    # The SavedModel, reloaded without tfmeta, answers the raw rows as AutoModel does.
+    served = ns["serving"](**request)
+    np.testing.assert_allclose(served["probabilities"].numpy(), am.predict_proba(rows), atol=1e-5)
+    assert [c.decode() for c in served["classes"].numpy()] == list(am.predict(rows))
 
 
 @pytest.mark.slow

@@ -179,10 +179,11 @@ class TableTask(RawDataTask):
                     yield decoded, targets[start:stop][mask]
                 start = stop
 
-        ds = tf.data.Dataset.from_generator(chunks, output_signature=self._signature()).unbatch()
+        ds = tf.data.Dataset.from_generator(chunks, output_signature=self._signature())
         width = sum(int(np.prod(t.shape[1:])) or 1 for t in self.preprocessing.decoded_inputs().values())
-        if len(rows) * width * 4 <= CACHE_BYTES:
-            ds = ds.cache()
+        if len(rows) * width * 8 <= CACHE_BYTES:
+            ds = ds.cache()  # whole decoded chunks: a cache of single rows costs far more per row
+        ds = ds.unbatch()
         self._cached[part] = ds
         return ds
 
