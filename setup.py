@@ -46,6 +46,8 @@ setup(
         # importlib_resources without declaring it: without it tfds.builder() fails.
         "importlib_resources>=5,<8",
         "scikit-learn>=1.3,<1.10",
+        # AutoModel reads tables from pandas DataFrames and CSV files (streamed in chunks).
+        "pandas>=2.0,<3.1",
         "pillow>=10,<14",
         "numpy>=1.26,<2.5",
     ],

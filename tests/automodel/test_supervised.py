@@ -129,7 +129,9 @@ def test_image_classification_from_tf_data_and_folder(tmp_path, digits):
         Image.fromarray((img * 15).astype(np.uint8)).save(tmp_path / "imgs" / ["even", "odd"][label] / f"{i}.png")
     am2 = tfmeta.AutoModel(max_trials=1, epochs=1, seed=0, verbose=0, directory=str(tmp_path), project_name="f", strategy="random")
     am2.fit(str(tmp_path / "imgs"))
-    assert list(am2.classes_) == ["even", "odd"] and am2.input_shape_ == (8, 8, 1)  # grayscale PNGs
+    assert list(am2.classes_) == ["even", "odd"] and am2.data_kind_ == "image_folder"
+    folder = am2.raw_task_.folder  # streamed, read at the images' own size, grayscale PNGs
+    assert folder.load_size == (8, 8) and folder.channels == 1
 
 
 def test_refit_retrains_the_best_architecture_on_all_training_data(fitted_wine, wine, tmp_path):

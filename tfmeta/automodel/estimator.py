@@ -10,6 +10,8 @@ Example:
 >>> am = tfmeta.AutoModel(task="classification", max_trials=3, epochs=10, seed=0,
 ...                       directory="runs", project_name="digits")
 >>> am.fit(x_train, y_train)                 # numpy, tf.data (x, y) batches, or an image folder
+>>> am.fit("train.csv", y="price")          # a table, raw (or a DataFrame, or a list of texts)
+>>> print(am.summary())                      # what it read: the inferred column types
 >>> am.score(x_test, y_test)
 >>> am.leaderboard()[0]                      # best trial first
 >>> am.export("saved_models/digits")        # -> saved_models/digits/<next version>/
@@ -99,7 +101,11 @@ class AutoModel(BaseEstimator):
     `[model_]`), `classes_`, `task_kind_`, `preprocessing_`, `best_architecture_`,
     `best_learner_`, `best_score_`, `trials_`, `n_features_in_`, `input_shape_`, `fit_time_`;
     classification/regression also `refit_epochs_` (None without a refit), `search_`
-    (the search summary), `search_time_` and `refit_time_` (seconds).
+    (the search summary), `search_time_` and `refit_time_` (seconds). On raw data (tables,
+    text, image folders) `preprocessing_`, `input_shape_` and `n_features_in_` are replaced by
+    `raw_task_` (what was read: for a table its column specs, `raw_task_.specs`) and
+    `best_choices_` (the best trial's encodings, widths and training settings); the
+    leaderboard also lists failed trials (`status`, `error`). `data_kind_` says which.
     """
 
     def __init__(
@@ -228,9 +234,14 @@ class AutoModel(BaseEstimator):
         """Searches and trains a model.
 
         Args:
-            x: numpy array, batched `tf.data.Dataset` of `(x, y)`, or a folder of images with
-                one sub-folder per class.
-            y: Labels/targets (None for datasets and folders).
+            x: The data as the user has it (classification and regression): a pandas
+                DataFrame, a dict of columns or the path of a CSV file (a table, raw: mixed
+                types and missing values; a CSV is streamed); a list or array of strings
+                (raw text); a folder of images with one sub-folder per class (streamed, any
+                image size); or numeric arrays / a batched `tf.data.Dataset` of `(x, y)`.
+                Few-shot and similarity tasks take numeric arrays.
+            y: Labels/targets; for a table, the name of its target column instead (`fit(
+                "train.csv", y="price")`); None for datasets and folders.
             validation_split: Fraction of the data held out to score trials (classification
                 and regression: examples; few-shot: base classes).
             validation_data: Optional `(x_val, y_val)` instead of the split (classification

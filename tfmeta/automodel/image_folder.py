@@ -93,6 +93,18 @@ class ImageFolderTask(RawDataTask):
             yield self._resized(images[start : start + PREDICT_ROWS])
 
     def evaluation_batches(self, x, y):
+        if not isinstance(x, (str, os.PathLike)):  # images (any size) and their labels
+            if y is None:
+                raise ValueError("`y` is required when `x` holds images; a folder brings its labels.")
+            labels = np.asarray(y).reshape(-1).astype(self.classes.dtype)
+            unknown = sorted(set(labels.tolist()) - set(self.classes.tolist()))
+            if unknown:
+                raise ValueError(f"`y` has classes not seen in `fit`: {unknown[:5]}; the classes are "
+                                 f"{self.classes.tolist()}.")
+            index = np.searchsorted(self.classes, labels)
+            for start, images in zip(range(0, len(index), PREDICT_ROWS), self.predict_batches(x)):
+                yield images, index[start : start + PREDICT_ROWS]
+            return
         if y is not None:
             raise ValueError("`y` must be None when `x` is an image folder (labels come from sub-folder names).")
         folder = ImageFolder(x, load_size=self.folder.load_size)
