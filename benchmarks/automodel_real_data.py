@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autokeras_compat import patch_autokeras_dense  # beside this script, in benchmarks/
+
 DATASETS = ("taxis-payment", "taxis-fare", "tips-tip", "sentiment")
 SYSTEMS = ("tfmeta", "autokeras", "reference")
 
@@ -114,25 +116,10 @@ def _numeric_matrix(frame: pd.DataFrame, prepared: dict | None = None) -> tuple[
     return frame.to_numpy(dtype=np.float32), {"categories": categories, "medians": medians}
 
 
-def _patch_autokeras_dense():
-    """AutoKeras 3.0's heads pass a numpy integer as `Dense(units=...)`; Keras wants an int."""
-    import keras
-
-    original = keras.layers.Dense.__init__
-    if getattr(original, "_tfmeta_patched", False):
-        return
-
-    def init(self, units, *args, **kwargs):
-        original(self, int(units), *args, **kwargs)
-
-    init._tfmeta_patched = True
-    keras.layers.Dense.__init__ = init
-
-
 def run_autokeras(data, task, target, args, workdir) -> dict:
     import autokeras as ak
 
-    _patch_autokeras_dense()
+    patch_autokeras_dense()
     x_train, x_test, y_train, y_test = data
     start = time.time()
     common = dict(max_trials=args.max_trials, overwrite=True, seed=args.seed, directory=workdir, project_name="ak")

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from autokeras_compat import patch_autokeras_dense  # beside this script, in benchmarks/
+
 
 def run_tfmeta(data, max_trials, epochs, seed, workdir, strategy):
     x_train, x_test, y_train, y_test = data
@@ -40,20 +42,6 @@ def run_tfmeta(data, max_trials, epochs, seed, workdir, strategy):
             "member_test_accuracies": members, "leaderboard": am.leaderboard()}
 
 
-def _patch_autokeras_dense():
-    import keras
-
-    original = keras.layers.Dense.__init__
-    if getattr(original, "_tfmeta_patched", False):
-        return
-
-    def init(self, units, *args, **kwargs):
-        original(self, int(units), *args, **kwargs)
-
-    init._tfmeta_patched = True
-    keras.layers.Dense.__init__ = init
-
-
 def run_autokeras(data, max_trials, epochs, seed, workdir):
     try:
         import tensorboard  # noqa: F401
@@ -61,7 +49,7 @@ def run_autokeras(data, max_trials, epochs, seed, workdir):
         raise SystemExit("autokeras needs tensorboard: pip install tensorboard") from e
     import autokeras as ak
 
-    _patch_autokeras_dense()
+    patch_autokeras_dense()
     x_train, x_test, y_train, y_test = data
     start = time.time()
     clf = ak.ImageClassifier(max_trials=max_trials, overwrite=True, seed=seed, directory=workdir,

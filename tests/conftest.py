@@ -100,3 +100,16 @@ def toy_few_shot_model():
 def toy_few_shot_model_factory():
     """`make_toy_few_shot_model`, for tests that need toy learners with other encoders."""
     return make_toy_few_shot_model
+
+
+@pytest.fixture(scope="session")
+def exported_toy_model(tmp_path_factory, toy_few_shot_model, data_dir):
+    """`(base dir, runs dir)`: the toy learner exported, and 3 Lake-format runs of Korean."""
+    from tfmeta.data.oneshot_runs import make_oneshot_runs
+
+    root = tmp_path_factory.mktemp("oneshot")
+    runs = make_oneshot_runs(root / "runs", ["Korean"], n_runs=3, data_dir=data_dir)
+    base = root / "models" / "toy"
+    toy_few_shot_model.export(str(base))
+    return str(base), runs
+

@@ -7,17 +7,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tfmeta.data.oneshot_runs import load_oneshot_runs, make_oneshot_runs
+from tfmeta.data.oneshot_runs import load_oneshot_runs
 from tfmeta.serving import make_server
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, toy_few_shot_model, data_dir):
-    root = tmp_path_factory.mktemp("oneshot")
-    runs = make_oneshot_runs(root / "runs", ["Korean"], n_runs=3, data_dir=data_dir)
-    base = root / "models" / "toy"
-    toy_few_shot_model.export(str(base))
-    return str(base), runs
 
 
 def _request(url, body=None):
@@ -30,8 +21,8 @@ def _request(url, body=None):
         return e.code, json.loads(e.read())
 
 
-def test_rest_api_serves_status_metadata_and_predictions(exported, toy_few_shot_model):
-    base, runs = exported
+def test_rest_api_serves_status_metadata_and_predictions(exported_toy_model, toy_few_shot_model):
+    base, runs = exported_toy_model
     server = make_server(base, "toy", port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -6,20 +6,11 @@ import numpy as np
 import pytest
 
 from tfmeta.cli import main
-from tfmeta.data.oneshot_runs import load_oneshot_runs, make_oneshot_runs
+from tfmeta.data.oneshot_runs import load_oneshot_runs
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, toy_few_shot_model, data_dir):
-    root = tmp_path_factory.mktemp("oneshot")
-    runs = make_oneshot_runs(root / "runs", ["Korean"], n_runs=3, data_dir=data_dir)
-    base = root / "models" / "toy"
-    toy_few_shot_model.export(str(base))
-    return str(base), runs
-
-
-def test_oneshot_eval_json_matches_in_process_scoring(exported, toy_few_shot_model, capsys):
-    base, runs = exported
+def test_oneshot_eval_json_matches_in_process_scoring(exported_toy_model, toy_few_shot_model, capsys):
+    base, runs = exported_toy_model
     assert main(["oneshot-eval", "--model", base, "--runs", runs, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     correct = sum(
