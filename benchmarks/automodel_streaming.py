@@ -70,7 +70,6 @@ def fit_in_this_process(path: str, max_trials: int, epochs: int, workdir: str) -
     `prepare` is typing (a sample), the one statistics pass and reading the target; the
     refit's throughput counts every row of every refit epoch.
     """
-    import tfmeta
 
     start = time.time()
     am = tfmeta.AutoModel(task="classification", max_trials=max_trials, epochs=epochs, seed=0, verbose=1,

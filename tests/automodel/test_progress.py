@@ -2,7 +2,6 @@
 KerasTuner: every trial reaches `on_trial_end(search, record)` with its score and seconds."""
 
 import keras_tuner
-import numpy as np
 import pytest
 
 from tfmeta.automodel.progress import TrialProgress
