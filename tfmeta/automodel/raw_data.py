@@ -187,9 +187,9 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
     start = time.time()
     out_of_time = am.max_time is not None and time.time() - am._start >= am.max_time
     if am.refit and validation_data is None and not out_of_time:
-        _refit(am, task, search, best)
+        _refit(am, task, search)
     else:
-        am.members_ = [_best_trial_model(search)]
+        am.members_ = [_trial_model(search, search.best_trial()["trial_id"])]
         am.model_ = task.serving_model(am.members_[0])
     am.refit_time_ = time.time() - start
 
@@ -223,12 +223,6 @@ def _leaderboard(search, sign: float, seconds: dict) -> list[dict]:
     return rows
 
 
-def _best_trial_model(search) -> keras.Model:
-    with warnings.catch_warnings():  # KerasTuner checkpoints hold optimizer slots we do not need
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        return search.best_model()
-
-
 def refit_epochs(am, task: RawDataTask, arch, trial) -> int:
     """Epochs of a refit: the trial's best epoch count, but not fewer than the warm-up.
 
@@ -250,7 +244,7 @@ def _trial_model(search, trial_id: str) -> keras.Model:
         return search.tuner.load_model(search.oracle.get_trial(trial_id))
 
 
-def _refit(am, task: RawDataTask, search, best) -> None:
+def _refit(am, task: RawDataTask, search) -> None:
     """The best configuration retrained on all rows (`refit_epochs`).
 
     With `ensemble=True` it is averaged with the second-best trial's own model (trained on the
