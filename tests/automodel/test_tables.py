@@ -204,3 +204,29 @@ def test_tfmeta_serve_answers_tf_serving_rows_of_raw_columns(table_model, tmp_pa
         server.server_close()
     np.testing.assert_allclose([p["probabilities"] for p in predictions], am.predict_proba(rows), atol=1e-5)
     assert [p["classes"] for p in predictions] == list(am.predict(rows))
+
+
+def test_a_csv_is_never_read_whole(tmp_path, monkeypatch):
+    """Streaming: every read of the file is a bounded chunk (or the typing sample), so a file
+    larger than memory fits; `benchmarks/automodel_streaming.py` measures a million rows."""
+    from tfmeta.automodel import tables
+    from tfmeta.data import tables as table_sources
+
+    mixed_table(3000, seed=6).to_csv(tmp_path / "big.csv", index=False)
+    monkeypatch.setattr(tables, "CHUNK_ROWS", 400)
+    monkeypatch.setattr(tables, "INFERENCE_ROWS", 300)
+    reads = []
+    read_csv = table_sources.pd.read_csv
+
+    def counted(path, *args, **kwargs):
+        reads.append((kwargs.get("chunksize"), kwargs.get("nrows")))
+        return read_csv(path, *args, **kwargs)
+
+    monkeypatch.setattr(table_sources.pd, "read_csv", counted)
+    am = tfmeta.AutoModel(task="classification", max_trials=1, epochs=2, seed=0, verbose=0,
+                          directory=str(tmp_path / "runs"), project_name="stream")
+    am.fit(str(tmp_path / "big.csv"), y="label")
+    # Every read is bounded: the header, the typing sample, the source's 1,000-row check, chunks.
+    assert reads and all(rows is not None or chunk is not None for chunk, rows in reads), reads
+    assert max(chunk or 0 for chunk, _ in reads) <= 1000 and max(rows or 0 for _, rows in reads) <= 300
+    assert am.raw_task_.rows == 3000 and am.score(str(tmp_path / "big.csv"), y="label") > 0.7
