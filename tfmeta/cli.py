@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from tfmeta.serving.cli import add_serve_arguments
+
 
 def _quickstart(args) -> int:
     from tfmeta.quickstart import run_quickstart
@@ -65,18 +67,9 @@ def _search(args) -> int:
 
 
 def _serve(args) -> int:
-    from tfmeta.serving import make_server
+    from tfmeta.serving.cli import serve
 
-    server = make_server(args.model_base_path, args.model_name, port=args.port, host=args.host)
-    name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
-    print(f"Serving {name} from {args.model_base_path} on http://{args.host}:{server.server_address[1]}/v1/models/{name}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,11 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_search)
 
-    p = sub.add_parser("serve", help="Serve a model base path with the TF Serving REST API subset.")
-    p.add_argument("--model-base-path", required=True)
-    p.add_argument("--model-name", default=None)
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--host", default="127.0.0.1")
+    p = sub.add_parser("serve", help="Serve exports with TF Serving's REST and gRPC APIs.")
+    add_serve_arguments(p)
     p.set_defaults(fn=_serve)
     return parser
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from tfmeta.serving.warmup import write_warmup_requests
 from tfmeta.version import __version__
 
 METADATA_FILE = "tfmeta.json"
@@ -156,6 +157,8 @@ def export_endpoints(
         for name, (fn, signature) in endpoints.items():
             archive.add_endpoint(name=name, fn=fn, input_signature=list(signature))
         archive.write_out(path, verbose=False)
+        # TF Serving replays these before a version takes traffic (so does `tfmeta serve`).
+        write_warmup_requests(path, os.path.basename(os.path.normpath(base_dir)), endpoints)
 
     meta = dict(metadata)
     meta.setdefault("signatures", sorted(endpoints))
