@@ -50,6 +50,18 @@ setup(
         "pandas>=2.0,<3.1",
         "pillow>=10,<14",
         "numpy>=1.26,<2.5",
+        # `tfmeta serve`: uvicorn is the HTTP server (h11 is its protocol, extended with a
+        # header timeout), Starlette routes the REST API.
+        "uvicorn>=0.30,<0.60",
+        "h11>=0.14,<0.17",
+        "starlette>=0.37,<1.20",
+        # `tfmeta serve --grpc-port`: TF Serving's gRPC services, and the TF Serving protos
+        # (model config files, PredictRequest, warm-up PredictionLog) with their stubs.
+        "grpcio>=1.60,<2",
+        "tensorflow-serving-api>=2.16,<2.22",
+        "protobuf>=4.25,<8",
+        # `tfmeta serve`'s /monitoring/prometheus/metrics endpoint.
+        "prometheus_client>=0.20,<0.30",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["tfmeta = tfmeta.cli:main"]},
