@@ -1,0 +1,80 @@
+"""Shared fixtures of the serving tests: tiny exports and an HTTP client on loopback.
+
+`tiny_exports` exports two versions of a 4-feature, 3-class classifier (different weights, so
+the answering version shows in the numbers) and a model with a DT_STRING input; tests copy
+these version folders into their own base paths (a copy costs milliseconds, an export seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FEATURES = np.array([[0.1, -0.2, 0.3, 0.4], [1.0, 0.5, -1.5, 2.0], [-0.3, 0.2, 0.1, 0.0]], np.float32)
+
+
+def _classifier(seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """`{"models": {1: model, 2: model}, 1: dir, 2: dir, "text": dir}` of exported versions."""
+    import keras
+    import tensorflow as tf
+
+    from tfmeta.export import export_classifier, export_endpoints
+
+    root = tmp_path_factory.mktemp("tiny_exports")
+    exports = {"models": {}}
+    for version in (1, 2):
+        model = _classifier(seed=version)
+        exports["models"][version] = model
+        exports[version] = export_classifier(model, str(root / "clf"), {"task": "classification"}, version=version)
+    holder = keras.layers.Identity()  # the text model has no variables; the archive tracks something
+
+    def lengths(text):
+        return {"length": tf.strings.length(text), "upper": tf.strings.upper(text)}
+
+    endpoint = (lengths, [tf.TensorSpec([None], tf.string, name="text")])
+    exports["text"] = export_endpoints(str(root / "text"), holder, {"serving_default": endpoint}, {"task": "text"})
+    return exports
+
+
+def copy_version(source: str, base: Path, version: int) -> Path:
+    """Copies an exported version folder to `base/<version>`."""
+    target = Path(base) / str(version)
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture
+def model_base(tmp_path, tiny_exports):
+    """A base path holding version 1 of the tiny classifier."""
+    base = tmp_path / "clf"
+    copy_version(tiny_exports[1], base, 1)
+    return base
+
+
+def http(url: str, body=None, method: str | None = None, raw: bytes | None = None, timeout: float = 30):
+    """`(status, parsed JSON or text)` of one request; HTTP errors are answers, not exceptions."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text.decode()
