@@ -78,3 +78,24 @@ def http(url: str, body=None, method: str | None = None, raw: bytes | None = Non
         return status, json.loads(text)
     except ValueError:
         return status, text.decode()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, tiny_exports):
+    """A running server (REST and gRPC) of a model config file: `clf` (v1) and `text`."""
+    from tfmeta.serving.model_config import read_model_config_file
+    from tfmeta.serving.server import ModelServer, ServerOptions
+
+    root = tmp_path_factory.mktemp("served")
+    copy_version(tiny_exports[1], root / "clf", 1)
+    copy_version(tiny_exports["text"], root / "text", 1)
+    config = root / "models.config"
+    config.write_text(
+        "model_config_list {\n"
+        '  config { name: "clf" base_path: "clf" model_platform: "tensorflow" }\n'
+        f'  config {{ name: "text" base_path: "{root / "text"}" model_platform: "tensorflow" }}\n'
+        "}\n"
+    )
+    server = ModelServer(read_model_config_file(str(config)), ServerOptions(port=0, grpc_port=0, max_body_bytes=64 << 10))
+    with server.running():
+        yield server

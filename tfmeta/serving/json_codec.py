@@ -80,8 +80,11 @@ def _decode_strings(value: Any, name: str):
     )
 
 
+_NOTHING = object()
+
+
 def _find_invalid(value: Any):
-    """The first leaf that is not a JSON number (bool, null, string, object), if any."""
+    """The first leaf that is not a JSON number (bool, null, string, object), else `_NOTHING`."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -89,7 +92,7 @@ def _find_invalid(value: Any):
             stack.extend(item)
         elif isinstance(item, bool) or not isinstance(item, (int, float)):
             return item
-    return None
+    return _NOTHING
 
 
 def to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
@@ -107,8 +110,8 @@ def to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
         kinds, wanted = "iu", "integers"
     else:
         kinds, wanted = "iuf", "numbers"
-    bad = _find_invalid(value) if spec.dtype != tf.bool else None
-    if bad is not None:  # numpy would turn true into 1.0 and null into an object array
+    bad = _find_invalid(value) if spec.dtype != tf.bool else _NOTHING
+    if bad is not _NOTHING:  # numpy would turn true into 1.0 and null into an object array
         raise invalid_argument(
             f"Input '{name}' of dtype {spec.dtype.name} takes {wanted} only; "
             f"received {json.dumps(bad)[:100]} (JSON {_json_type(bad)})"
