@@ -3,7 +3,7 @@
 TF Serving replays `<version>/assets.extra/tf_serving_warmup_requests` (a TFRecord of
 `PredictionLog` protos) before a version takes traffic, so the first real request does not
 pay for tracing and graph optimisation. `write_warmup_requests` writes one small request per
-signature (zeros of batch 1; `few_shot` gets one support example of class 0) built with the
+signature (zeros of batch 1; `few_shot` a support set of classes 0 and 1) built with the
 `tensorflow_serving.apis` protos, keeping only requests that the signature runs without error;
 `replay_warmup_requests` does what TF Serving does for `tfmeta serve`.
 
@@ -31,11 +31,17 @@ logger = logging.getLogger("tfmeta.serving")
 
 
 def example_inputs(signature: Sequence[tf.TensorSpec]) -> dict[str, np.ndarray]:
-    """Small inputs matching a signature: every unknown dimension 1, zeros (empty strings)."""
+    """Small inputs matching a signature: every unknown dimension 1, zeros (empty strings).
+
+    The `few_shot` contract's support set gets two examples labelled 0 and 1, a valid episode.
+    """
     arrays = {}
     for spec in signature:
-        shape = [1 if d is None else d for d in spec.shape.as_list()]
-        if spec.dtype == tf.string:
+        support = spec.name.startswith("support_")
+        shape = [(2 if support and i == 0 else 1) if d is None else d for i, d in enumerate(spec.shape.as_list())]
+        if spec.name == "support_y" and spec.dtype.is_integer and len(shape) == 1:
+            arrays[spec.name] = np.arange(shape[0]).astype(spec.dtype.as_numpy_dtype)
+        elif spec.dtype == tf.string:
             arrays[spec.name] = np.full(shape, b"", dtype=object)
         else:
             arrays[spec.name] = np.zeros(shape, spec.dtype.as_numpy_dtype)
