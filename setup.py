@@ -50,10 +50,10 @@ setup(
         "pandas>=2.0,<3.1",
         "pillow>=10,<14",
         "numpy>=1.26,<2.5",
-        # `tfmeta serve`: uvicorn is the HTTP server (h11 is its protocol, extended with a
-        # header timeout), Starlette routes the REST API.
+        # `tfmeta serve`: uvicorn is the HTTP server, on httptools' parser (its protocol is
+        # extended with a header timeout); Starlette routes the REST API.
         "uvicorn>=0.30,<0.60",
-        "h11>=0.14,<0.17",
+        "httptools>=0.6,<0.10",
         "starlette>=0.37,<1.20",
         # `tfmeta serve --grpc-port`: TF Serving's gRPC services, and the TF Serving protos
         # (model config files, PredictRequest, warm-up PredictionLog) with their stubs.

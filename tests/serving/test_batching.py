@@ -34,6 +34,22 @@ def test_concurrent_requests_are_merged_and_split_back():
     assert len(calls) < 24 and max(calls) <= 8  # merged, never past max_batch_size
 
 
+def test_batches_are_padded_to_an_allowed_size_and_cut_back():
+    seen = []
+
+    def record(arrays):
+        seen.append(len(arrays["x"]))
+        return {"y": arrays["x"] + 1}
+
+    options = BatchingOptions(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1, allowed_batch_sizes=(4, 8))
+    batcher = Batcher(record, options)
+    np.testing.assert_array_equal(batcher.run({"x": np.arange(3.0)[:, None]})["y"], [[1.0], [2.0], [3.0]])
+    batcher.close()
+    assert seen == [4]
+    with pytest.raises(ValueError, match="allowed_batch_sizes"):
+        BatchingOptions(max_batch_size=8, allowed_batch_sizes=(4, 6))
+
+
 def test_a_failing_batch_fails_each_of_its_requests():
     def broken(arrays):
         raise ValueError("bad batch")

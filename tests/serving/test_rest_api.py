@@ -1,8 +1,9 @@
 """TF Serving's REST API: answers, strict request validation with full messages, metrics."""
 
 import base64
-from http import client as http_client
 import re
+import socket
+import threading
 
 import numpy as np
 import pytest
@@ -89,12 +90,20 @@ def test_a_body_over_the_limit_is_refused_with_413(served):
     big = b'{"instances": [' + b",".join([b"[0.0, 0.0, 0.0, 0.0]"] * 5000) + b"]}"  # ~100 KB > 64 KB
     code, answer = http(url(served, "/v1/models/clf:predict"), raw=big)
     assert code == 413 and "limit of 65536 bytes" in answer["error"]
-    connection = http_client.HTTPConnection("127.0.0.1", served.port, timeout=30)  # chunked: no length
-    connection.request("POST", "/v1/models/clf:predict", body=iter([big[i:i + 8192] for i in range(0, len(big), 8192)]),
-                       encode_chunked=True)
-    response = connection.getresponse()
-    assert response.status == 413 and b"limit of 65536 bytes" in response.read()
-    connection.close()
+    # chunked, so without a length: counted as it arrives and refused at the limit
+    sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+    answer = []
+    reader = threading.Thread(target=lambda: answer.append(sock.recv(4096)))
+    reader.start()
+    try:
+        sock.sendall(b"POST /v1/models/clf:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(big), 8192):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(big[i:i + 8192]), big[i:i + 8192]))
+    except OSError:
+        pass  # the server answered and closed without reading the rest, as intended
+    reader.join(timeout=30)
+    sock.close()
+    assert answer[0].startswith(b"HTTP/1.1 413") and b"limit of 65536 bytes" in answer[0]
     assert http(url(served, "/v1/models/clf"))[0] == 200  # and the server is fine
 
 

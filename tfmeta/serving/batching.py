@@ -40,8 +40,17 @@ class BatchingOptions:
     max_batch_size: int = 32
     batch_timeout_micros: int = 1000
     num_batch_threads: int = 2
+    # Batches are padded (with copies of their first row) to the next of these sizes, so the
+    # model sees a few shapes only; empty: no padding. The last must be `max_batch_size`.
+    allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
+        sizes = tuple(self.allowed_batch_sizes)
+        if sizes and (list(sizes) != sorted(set(sizes)) or sizes[0] < 1 or sizes[-1] != self.max_batch_size):
+            raise ValueError(
+                "`allowed_batch_sizes` must increase and end with `max_batch_size` "
+                f"({self.max_batch_size}); received {sizes}."
+            )
         for name in ("max_batch_size", "num_batch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1; received {getattr(self, name)}.")
@@ -127,6 +136,13 @@ class Batcher:
             self._held.extend(skipped)
             return batch
 
+    def _pad(self, merged: dict) -> dict:
+        rows = len(next(iter(merged.values())))
+        target = next((size for size in self.options.allowed_batch_sizes if size >= rows), rows)
+        if target == rows:
+            return merged
+        return {k: np.concatenate([v, np.repeat(v[:1], target - rows, axis=0)]) for k, v in merged.items()}
+
     def _work(self) -> None:
         while True:
             batch = self._gather()
@@ -134,7 +150,7 @@ class Batcher:
                 return
             try:
                 merged = {k: np.concatenate([r.inputs[k] for r in batch]) for k in batch[0].inputs}
-                outputs = self.run_fn(merged)
+                outputs = self.run_fn(self._pad(merged))
             except BaseException as error:  # every caller of the batch gets the error
                 for request in batch:
                     request.future.set_exception(error)

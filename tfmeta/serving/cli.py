@@ -44,6 +44,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     batching.add_argument("--max-batch-size", type=int, default=32)
     batching.add_argument("--batch-timeout-micros", type=int, default=1000)
     batching.add_argument("--num-batch-threads", type=int, default=2)
+    batching.add_argument("--allowed-batch-sizes", default="",
+                          help="e.g. '8,16,32': batches are padded to one of these (the last = --max-batch-size).")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -61,7 +63,8 @@ def options_from_args(args: argparse.Namespace):
         configs = [ModelConfig(name, args.model_base_path, VersionPolicy.parse(args.model_version_policy))]
     batching = None
     if args.enable_batching:
-        batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads)
+        sizes = tuple(int(v) for v in args.allowed_batch_sizes.split(",") if v.strip())
+        batching = BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads, sizes)
     options = ServerOptions(
         host=args.host, port=args.port, grpc_port=args.grpc_port, max_body_bytes=args.max_body_bytes,
         max_concurrent_requests=args.max_concurrent_requests, max_queued_requests=args.max_queued_requests,

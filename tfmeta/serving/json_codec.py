@@ -95,8 +95,13 @@ def _find_invalid(value: Any):
     return _NOTHING
 
 
-def to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
-    """One input's JSON value as an array of the spec's dtype (strictly checked)."""
+def to_array(value: Any, spec: tf.TensorSpec, name: str, check_booleans: bool = True) -> np.ndarray:
+    """One input's JSON value as an array of the spec's dtype (strictly checked).
+
+    `check_booleans=False` skips the walk that finds `true`/`false` among numbers (numpy would
+    read them as 1 and 0); pass it only for bodies that hold no boolean literal. `null`,
+    strings and objects are caught by the array's dtype either way.
+    """
     if spec.dtype == tf.string:
         decoded = _decode_strings(value, name)
         try:
@@ -110,7 +115,7 @@ def to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
         kinds, wanted = "iu", "integers"
     else:
         kinds, wanted = "iuf", "numbers"
-    bad = _find_invalid(value) if spec.dtype != tf.bool else _NOTHING
+    bad = _find_invalid(value) if check_booleans and spec.dtype != tf.bool else _NOTHING
     if bad is not _NOTHING:  # numpy would turn true into 1.0 and null into an object array
         raise invalid_argument(
             f"Input '{name}' of dtype {spec.dtype.name} takes {wanted} only; "
@@ -121,9 +126,9 @@ def to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
     except (ValueError, OverflowError) as error:
         raise invalid_argument(f"Input '{name}' is not a rectangular tensor: {error}") from error
     if array.dtype.kind not in kinds:
-        raise invalid_argument(
-            f"Input '{name}' of dtype {spec.dtype.name} takes {wanted} only; received {array.dtype.name} values"
-        )
+        bad = _find_invalid(value) if spec.dtype != tf.bool else _NOTHING
+        shown = f"{json.dumps(bad)[:100]} (JSON {_json_type(bad)})" if bad is not _NOTHING else f"{array.dtype.name} values"
+        raise invalid_argument(f"Input '{name}' of dtype {spec.dtype.name} takes {wanted} only; received {shown}")
     try:
         return array.astype(spec.dtype.as_numpy_dtype)
     except OverflowError as error:
@@ -131,9 +136,9 @@ def to_array(value: Any, spec: tf.TensorSpec, name: str) -> np.ndarray:
 
 
 def decode_predict_body(
-    body: Mapping[str, Any], specs: Mapping[str, tf.TensorSpec]
+    body: Mapping[str, Any], specs: Mapping[str, tf.TensorSpec], check_booleans: bool = True
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """`({input name: array}, row_format)` of a parsed `:predict` body."""
+    """`({input name: array}, row_format)` of a parsed `:predict` body (see `to_array`)."""
     has_instances, has_inputs = "instances" in body, "inputs" in body
     if has_instances == has_inputs:
         raise invalid_argument(
@@ -175,7 +180,7 @@ def decode_predict_body(
             raise invalid_argument(
                 f"input tensor alias not found in signature: {key}. Inputs expected to be in the set {expected}."
             )
-        arrays[key] = to_array(value, specs[key], key)
+        arrays[key] = to_array(value, specs[key], key, check_booleans)
     return arrays, has_instances
 
 

@@ -82,7 +82,8 @@ def predict_json(servable: Servable, raw: bytes, max_depth: int = MAX_JSON_DEPTH
     signature_name = body.get("signature_name", DEFAULT_SIGNATURE)
     if not isinstance(signature_name, str):
         raise invalid_argument(f"'signature_name' must be a string; received {json.dumps(signature_name)[:100]}")
-    arrays, row_format = decode_predict_body(body, servable.input_specs(signature_name))
+    booleans = b"true" in raw or b"false" in raw  # else no walk over every number is needed
+    arrays, row_format = decode_predict_body(body, servable.input_specs(signature_name), booleans)
     return encode_outputs(servable.run(signature_name, arrays), row_format)
 
 
