@@ -92,8 +92,16 @@ def test_a_body_over_the_limit_is_refused_with_413(served):
     assert code == 413 and "limit of 65536 bytes" in answer["error"]
     # chunked, so without a length: counted as it arrives and refused at the limit
     sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
-    answer = []
-    reader = threading.Thread(target=lambda: answer.append(sock.recv(4096)))
+    answer = [b""]
+
+    def read():  # until the server closes the connection
+        try:
+            while chunk := sock.recv(4096):
+                answer[0] += chunk
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=read)
     reader.start()
     try:
         sock.sendall(b"POST /v1/models/clf:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")

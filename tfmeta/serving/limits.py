@@ -16,9 +16,26 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from tfmeta.serving.metrics import METRICS_PATH, ServingMetrics
+
+
+@contextlib.asynccontextmanager
+async def _wait_for_context(seconds: float):  # Python 3.10 has no asyncio.timeout
+    task = asyncio.current_task()
+    handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+    try:
+        yield
+    except asyncio.CancelledError as error:
+        raise asyncio.TimeoutError() from error
+    finally:
+        handle.cancel()
+
+
+# asyncio.timeout arms a timer instead of starting a task per receive, as wait_for does.
+_timeout = getattr(asyncio, "timeout", _wait_for_context)
 
 
 class BodyTooLarge(Exception):
@@ -93,16 +110,19 @@ class RequestLimits:
                 f"{self._waiting} queued (--max-concurrent-requests, --max-queued-requests)",
                 [(b"retry-after", b"1")],
             )
-        self._waiting += 1
-        self._gauge()
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout_s)
-        except asyncio.TimeoutError:
-            self._reject("queue_timeout")
-            return await send_error(send, 503, f"Server busy: no slot within {self.queue_timeout_s} s")
-        finally:
-            self._waiting -= 1
+        if self._slots.locked():
+            self._waiting += 1
             self._gauge()
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.queue_timeout_s)
+            except asyncio.TimeoutError:
+                self._reject("queue_timeout")
+                return await send_error(send, 503, f"Server busy: no slot within {self.queue_timeout_s} s")
+            finally:
+                self._waiting -= 1
+                self._gauge()
+        else:
+            await self._slots.acquire()  # free: no wait, no timer
         try:
             if self.metrics is not None:
                 self.metrics.in_flight.inc()
@@ -124,7 +144,8 @@ class RequestLimits:
             if complete:  # the body is in; later calls wait for a disconnect, without a limit
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                async with _timeout(self.body_timeout_s):
+                    message = await receive()
             except asyncio.TimeoutError as error:
                 self._reject("body_timeout")
                 raise BodyTimeout(f"No request body data for {self.body_timeout_s} s") from error
