@@ -49,7 +49,8 @@ def test_the_version_policy_chooses_the_served_versions(tmp_path, tiny_exports, 
 
 
 def test_a_new_version_is_loaded_and_a_removed_one_unloaded(model_base, tiny_exports):
-    manager = ModelManager([ModelConfig("clf", str(model_base))])
+    # settle_s: a copy counts as finished only once unchanged for two scans, however old its files
+    manager = ModelManager([ModelConfig("clf", str(model_base))], settle_s=1e9)
     manager.poll(settled=True)
     assert predict(manager)[0] == 1
     copy_version(tiny_exports[2], model_base, 2)
