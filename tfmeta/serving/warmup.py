@@ -30,21 +30,34 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving's own cap
 logger = logging.getLogger("tfmeta.serving")
 
 
-def example_inputs(signature: Sequence[tf.TensorSpec]) -> dict[str, np.ndarray]:
+def _named_specs(signature: Sequence) -> list[tuple[str, tf.TensorSpec]]:
+    """`(input name, spec)` of an input signature: a list of specs, or one dict of them."""
+    if len(signature) == 1 and isinstance(signature[0], Mapping):
+        return list(signature[0].items())
+    return [(spec.name, spec) for spec in signature]
+
+
+def _call(fn: Callable, signature: Sequence, arrays: Mapping[str, np.ndarray]):
+    if len(signature) == 1 and isinstance(signature[0], Mapping):
+        return fn({k: tf.constant(arrays[k]) for k in signature[0]})
+    return fn(*[tf.constant(arrays[spec.name]) for spec in signature])
+
+
+def example_inputs(signature: Sequence) -> dict[str, np.ndarray]:
     """Small inputs matching a signature: every unknown dimension 1, zeros (empty strings).
 
     The `few_shot` contract's support set gets two examples labelled 0 and 1, a valid episode.
     """
     arrays = {}
-    for spec in signature:
-        support = spec.name.startswith("support_")
+    for name, spec in _named_specs(signature):
+        support = name.startswith("support_")
         shape = [(2 if support and i == 0 else 1) if d is None else d for i, d in enumerate(spec.shape.as_list())]
-        if spec.name == "support_y" and spec.dtype.is_integer and len(shape) == 1:
-            arrays[spec.name] = np.arange(shape[0]).astype(spec.dtype.as_numpy_dtype)
+        if name == "support_y" and spec.dtype.is_integer and len(shape) == 1:
+            arrays[name] = np.arange(shape[0]).astype(spec.dtype.as_numpy_dtype)
         elif spec.dtype == tf.string:
-            arrays[spec.name] = np.full(shape, b"", dtype=object)
+            arrays[name] = np.full(shape, b"", dtype=object)
         else:
-            arrays[spec.name] = np.zeros(shape, spec.dtype.as_numpy_dtype)
+            arrays[name] = np.zeros(shape, spec.dtype.as_numpy_dtype)
     return arrays
 
 
@@ -75,11 +88,17 @@ def write_warmup_requests(
     Returns:
         The names of the signatures that have a warm-up request.
     """
+    from tfmeta.serving.servable import read_signature_defs  # servable replays these files
+
+    written = read_signature_defs(version_dir) if os.path.exists(os.path.join(version_dir, "saved_model.pb")) else None
     logs, names = [], []
     for name, (fn, signature) in endpoints.items():
         inputs = example_inputs(signature)
+        if written is not None and (name not in written or set(written[name].inputs) != set(inputs)):
+            logger.info("No warm-up request for signature %r: its saved input names differ", name)
+            continue
         try:
-            fn(**{k: tf.constant(v) for k, v in inputs.items()})
+            _call(fn, signature, inputs)
         except Exception as error:  # an input that zeros cannot stand for: no warm-up for it
             logger.info("No warm-up request for signature %r: %s", name, error)
             continue
