@@ -1,4 +1,4 @@
-"""Shared fixtures of the serving tests: tiny exports and an HTTP client on loopback.
+"""Shared fixtures of the serving tests: tiny exports and a running server on loopback.
 
 `tiny_exports` exports two versions of a 4-feature, 3-class classifier (different weights, so
 the answering version shows in the numbers) and a model with a DT_STRING input; tests copy
@@ -7,16 +7,8 @@ these version folders into their own base paths (a copy costs milliseconds, an e
 
 from __future__ import annotations
 
-import json
-import shutil
-import urllib.error
-import urllib.request
-from pathlib import Path
-
-import numpy as np
 import pytest
-
-FEATURES = np.array([[0.1, -0.2, 0.3, 0.4], [1.0, 0.5, -1.5, 2.0], [-0.3, 0.2, 0.1, 0.0]], np.float32)
+from serving_helpers import copy_version
 
 
 def _classifier(seed: int):
@@ -50,34 +42,12 @@ def tiny_exports(tmp_path_factory):
     return exports
 
 
-def copy_version(source: str, base: Path, version: int) -> Path:
-    """Copies an exported version folder to `base/<version>`."""
-    target = Path(base) / str(version)
-    shutil.copytree(source, target)
-    return target
-
-
 @pytest.fixture
 def model_base(tmp_path, tiny_exports):
     """A base path holding version 1 of the tiny classifier."""
     base = tmp_path / "clf"
     copy_version(tiny_exports[1], base, 1)
     return base
-
-
-def http(url: str, body=None, method: str | None = None, raw: bytes | None = None, timeout: float = 30):
-    """`(status, parsed JSON or text)` of one request; HTTP errors are answers, not exceptions."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, text = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, text = error.code, error.read()
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text.decode()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FEATURES
+from serving_helpers import FEATURES
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FEATURES, copy_version, http
+from serving_helpers import FEATURES, copy_version, http
 
 from tfmeta.serving.errors import ServingError
 from tfmeta.serving.model_config import ModelConfig, VersionPolicy

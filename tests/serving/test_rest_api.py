@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import FEATURES, http
+from serving_helpers import FEATURES, http
 
 
 def url(served, path):

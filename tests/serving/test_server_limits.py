@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FEATURES, http
+from serving_helpers import FEATURES, http
 
 from tfmeta.serving.batching import BatchingOptions
 from tfmeta.serving.model_config import ModelConfig
