@@ -61,11 +61,10 @@ def cpu_model() -> str:
 
 def build_digits_export(base: Path) -> Path:
     """A small dense classifier of scikit-learn's digits (8x8 raw pixels), exported as version 1."""
-    import tfmeta  # noqa: F401  (TensorFlow's environment defaults)
-
     import keras
     from sklearn.datasets import load_digits
 
+    import tfmeta  # noqa: F401  (TensorFlow's environment defaults)
     from tfmeta.export import export_classifier
 
     digits = load_digits()
@@ -149,12 +148,12 @@ async def client(port: int, request: bytes, count: int, latencies: list, errors:
                 reader, writer = await asyncio.open_connection(HOST, port)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"content-length: (\d+)", head, re.I)[1])
+            length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE)[1])
             await reader.readexactly(length)
             status = int(head[9:12])
             if status != 200:
                 errors.append(status)
-            if re.search(rb"connection: close", head, re.I):
+            if re.search(rb"connection: close", head, re.IGNORECASE):
                 writer.close()
                 writer = None
         except Exception as error:  # a reset or refused connection is an error, then reconnect

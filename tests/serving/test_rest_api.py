@@ -35,7 +35,7 @@ def test_two_models_of_a_config_file_answer_status_metadata_and_predictions(serv
 
 
 def test_b64_values_feed_binary_string_inputs(served):
-    raw = "héllo".encode("utf-8")
+    raw = "héllo".encode()
     body = {"inputs": {"text": [{"b64": base64.b64encode(raw).decode()}, {"b64": base64.b64encode(b"\xff\x00").decode()}]}}
     code, answer = http(url(served, "/v1/models/text:predict"), body)
     assert code == 200

@@ -8,7 +8,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfmeta.serving.servable import Servable, read_signature_defs
-from tfmeta.serving.warmup import WARMUP_FILE, read_warmup_requests, replay_warmup_requests, write_warmup_requests
+from tfmeta.serving.warmup import (
+    WARMUP_FILE,
+    read_warmup_requests,
+    replay_warmup_requests,
+    write_warmup_requests,
+)
 
 PYTHON_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 

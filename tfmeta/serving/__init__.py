@@ -33,7 +33,7 @@ _HOMES = {
     "ServerOptions": "tfmeta.serving.server",
     "make_server": "tfmeta.serving.server",
 }
-__all__ = sorted(_HOMES)
+__all__ = list(_HOMES)
 
 # The single-file server's helpers, kept as deprecated spellings.
 _deprecated = moved_names(__name__, {

@@ -26,7 +26,7 @@ import dataclasses
 import queue
 import threading
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

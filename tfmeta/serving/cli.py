@@ -51,7 +51,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     """`(model configs, ServerOptions)` from parsed `tfmeta serve` flags."""
     from tfmeta.serving.batching import BatchingOptions
-    from tfmeta.serving.model_config import ModelConfig, VersionPolicy, read_model_config_file
+    from tfmeta.serving.model_config import (
+        ModelConfig,
+        VersionPolicy,
+        read_model_config_file,
+    )
     from tfmeta.serving.server import ServerOptions
 
     if (args.model_base_path is None) == (args.model_config_file is None):

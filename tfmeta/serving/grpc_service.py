@@ -152,4 +152,4 @@ def create_grpc_server(
     return server, port
 
 
-__all__ = ["create_grpc_server", "PredictionService", "ModelService", "ServingError"]
+__all__ = ["ModelService", "PredictionService", "ServingError", "create_grpc_server"]

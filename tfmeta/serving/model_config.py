@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -55,7 +55,7 @@ class VersionPolicy:
             )
 
     @classmethod
-    def parse(cls, text: str) -> "VersionPolicy":
+    def parse(cls, text: str) -> VersionPolicy:
         """`"latest"`, `"latest:2"`, `"all"` or `"specific:1,3"` (the `--model-version-policy` flag)."""
         kind, _, arg = text.strip().partition(":")
         try:

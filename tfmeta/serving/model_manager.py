@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from tfmeta.export import existing_versions
 from tfmeta.serving.batching import BatchingOptions

@@ -33,7 +33,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tfmeta.serving.errors import ServingError, invalid_argument, not_found
-from tfmeta.serving.json_codec import MAX_JSON_DEPTH, decode_predict_body, encode_outputs, parse_json_body
+from tfmeta.serving.json_codec import (
+    MAX_JSON_DEPTH,
+    decode_predict_body,
+    encode_outputs,
+    parse_json_body,
+)
 from tfmeta.serving.limits import BodyTimeout, BodyTooLarge
 from tfmeta.serving.metrics import CONTENT_TYPE, METRICS_PATH, ServingMetrics
 from tfmeta.serving.model_manager import ModelManager

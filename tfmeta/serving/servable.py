@@ -18,7 +18,7 @@ array([0], dtype=int32)
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -69,9 +69,11 @@ class Servable:
     @classmethod
     def load(
         cls, name: str, version: int, path: str, batching: BatchingOptions | None = None
-    ) -> "Servable":
+    ) -> Servable:
         """Loads a version directory and replays its warm-up requests; raises when it cannot."""
-        from tfmeta.serving.warmup import replay_warmup_requests  # warmup builds on Servable
+        from tfmeta.serving.warmup import (
+            replay_warmup_requests,  # warmup builds on Servable
+        )
 
         defs = read_signature_defs(path)
         loaded = tf.saved_model.load(path)

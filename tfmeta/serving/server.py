@@ -31,8 +31,8 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -191,7 +191,7 @@ class ModelServer:
         self.manager.stop()
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["ModelServer"]:
+    def running(self) -> Iterator[ModelServer]:
         """Serves in a background thread for the duration of a `with` block (tests, notebooks)."""
         thread = threading.Thread(target=self.serve_forever, name="tfmeta-serve", daemon=True)
         thread.start()

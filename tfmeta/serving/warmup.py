@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -88,7 +89,9 @@ def write_warmup_requests(
     Returns:
         The names of the signatures that have a warm-up request.
     """
-    from tfmeta.serving.servable import read_signature_defs  # servable replays these files
+    from tfmeta.serving.servable import (
+        read_signature_defs,  # servable replays these files
+    )
 
     written = read_signature_defs(version_dir) if os.path.exists(os.path.join(version_dir, "saved_model.pb")) else None
     logs, names = [], []
