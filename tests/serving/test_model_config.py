@@ -51,3 +51,24 @@ def test_bad_config_files_are_named_errors(text, message):
 def test_bad_policy_flags_are_named_errors(flag):
     with pytest.raises(ValueError, match="model-version-policy|num_versions|versions"):
         VersionPolicy.parse(flag)
+
+
+def test_serve_flags_become_model_configs_and_server_options(tmp_path):
+    import argparse
+
+    from tfmeta.serving.cli import add_serve_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    configs, options = options_from_args(parser.parse_args([
+        "--model-base-path", "saved_models/digits", "--model-version-policy", "specific:2,3",
+        "--grpc-port", "8500", "--max-body-bytes", "1000", "--enable-batching", "--max-batch-size", "16",
+        "--allowed-batch-sizes", "4,16"]))
+    assert [(c.name, c.policy.versions) for c in configs] == [("digits", (2, 3))]
+    assert (options.grpc_port, options.max_body_bytes) == (8500, 1000)
+    assert options.batching.max_batch_size == 16 and options.batching.allowed_batch_sizes == (4, 16)
+    (tmp_path / "models.config").write_text(CONFIG)
+    configs, options = options_from_args(parser.parse_args(["--model-config-file", str(tmp_path / "models.config")]))
+    assert [c.name for c in configs] == ["digits", "omniglot", "all", "two"] and options.batching is None
+    with pytest.raises(SystemExit, match="exactly one"):
+        options_from_args(parser.parse_args([]))
