@@ -96,7 +96,8 @@ def meta_train(rule: CoordinatewiseLSTM, family, steps: int, unroll: int = 20, h
             counting those of the checkpoint resumed from; a multiple of `horizon // unroll`.
         unroll: Optimisation steps per truncation (the paper: 20).
         horizon: Optimisation steps per problem (the paper: 100); a multiple of `unroll`.
-        learning_rate: Adam's learning rate on the rule's weights.
+        learning_rate: Adam's learning rate on the rule's weights (its gradients are clipped
+            to norm 1: the first truncations of a problem can have very large losses).
         seed: Seed of the problems and their minibatches.
         checkpoint_dir: Where to save the rule, Adam's state and the step count after every
             trajectory, and to resume from; None: no checkpoints.
@@ -104,8 +105,9 @@ def meta_train(rule: CoordinatewiseLSTM, family, steps: int, unroll: int = 20, h
         verbose: 1 shows a progress bar, 0 nothing.
 
     Returns:
-        `{"meta_loss": [per-truncation mean loss], "step": total steps done}`; the losses are of
-        this call only (not of the run resumed from).
+        `{"meta_loss": [per-truncation mean loss], "step": total steps done, "resumed_from":
+        the step of the checkpoint resumed from (0 without one)}`; the losses are of this call
+        only (not of the run resumed from).
     """
     for name, value in (("steps", steps), ("unroll", unroll), ("horizon", horizon)):
         if not isinstance(value, int) or value < 1:
