@@ -26,7 +26,7 @@ that `tfmeta.LearnedOptimizer.load` reads).
 
 Usage:
 
-    python recipes/ch09_learned_optimizer.py                 # full run (about ten minutes)
+    python recipes/ch09_learned_optimizer.py                 # full run
     python recipes/ch09_learned_optimizer.py --quick         # smoke run, for CI
     python recipes/ch09_learned_optimizer.py --json          # one JSON line on stdout
 """
