@@ -34,10 +34,12 @@ _LAZY = {
     "MAML": "tfmeta.gradient.maml",
     "Reptile": "tfmeta.gradient.reptile",
     "AutoModel": "tfmeta.automodel",
+    "LearnedOptimizer": "tfmeta.learned_optimizer",
 }
 _SUBMODULES = {
     "data", "backbones", "test_time_augmentation", "callbacks", "training_state", "export",
     "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel", "quickstart",
+    "learned_optimizer",
     # deprecated homes, kept working for now: tfmeta.fewshot.{ensemble, evaluation, oneshot}
     "ensemble", "evaluation", "oneshot",
 }
