@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from tfmeta.episode_checks import checked_episode
 from tfmeta.version import __version__
 
 METADATA_FILE = "tfmeta.json"
@@ -270,10 +271,14 @@ def few_shot_endpoint(probabilities_fn: Callable, example_shape: Sequence[int]) 
     Returns:
         An endpoint for `export_endpoints`: `few_shot(support_x: float32[S, ...],
         support_y: int32[S], query_x: float32[Q, ...]) -> {"probabilities": float32[Q, N]}`.
+        The signature checks its episode in the graph (`tfmeta.episode_checks`): labels
+        0..N-1 with every class present, one label per support example, finite values; a
+        bad episode raises `tf.errors.InvalidArgumentError`.
     """
     shape = tuple(example_shape)
 
     def few_shot(support_x, support_y, query_x):
+        support_x, support_y, query_x = checked_episode(support_x, support_y, query_x)
         return {"probabilities": probabilities_fn(support_x, support_y, query_x)}
 
     return few_shot, [
