@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from tfmeta.automodel import few_shot, raw_data, similarity, supervised
+from tfmeta.automodel import few_shot, fingerprint, raw_data, similarity, supervised
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
@@ -53,7 +53,12 @@ class AutoModel(BaseEstimator):
         seed: Seed that makes a run repeatable.
         directory: Where searches persist their trials (KerasTuner layout).
         project_name: Sub-folder of `directory` for this search.
-        overwrite: Start the search afresh instead of resuming it.
+        overwrite: Start the search afresh instead of resuming it. With `overwrite=False`
+            the project resumes only on the data it was searched on: it records what that
+            was (task, input kind and shape or columns and their types, rows, classes, a
+            hash of sampled rows) in `directory/project_name/tfmeta_fingerprint.json`, and
+            `fit` on other data raises a `ValueError` saying what differs (pass
+            `overwrite=True` or another `project_name`) rather than reuse the old search.
         batch_size: Training batch size.
         patience: Early-stopping patience in epochs.
         steps_per_epoch: Episodes (or pair batches) per epoch for few-shot/similarity.
@@ -278,6 +283,8 @@ class AutoModel(BaseEstimator):
         if self.task != "regression":
             self.classes_ = np.unique(y)
             y = np.searchsorted(self.classes_, y).astype(np.int64)
+        fingerprint.start_project(self, fingerprint.of_arrays(
+            self.task, self.task_kind_, x, y, None if self.task == "regression" else self.classes_))
         self._family.fit(self, x, y, validation_split, validation_data)
         self.fit_time_ = time.time() - self._start
         return self
