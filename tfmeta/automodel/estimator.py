@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import time
 
 import keras
@@ -191,7 +192,7 @@ class AutoModel(BaseEstimator):
                 raise ValueError(f"`{name}` must be {optional}an integer >= 1; received {value!r}.")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"`max_time` must be None or a number of seconds > 0; received {self.max_time!r}.")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, numbers.Real) \
                 or not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be a number > 0; received {self.learning_rate!r}.")
         if self.weight_sharing and self.task != "classification":

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import json
 import os
 import time
@@ -71,8 +72,9 @@ class ArchitectureOracle(keras_tuner.Oracle):
     ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
-        if not isinstance(max_trials, int) or max_trials < 1:
+        if isinstance(max_trials, bool) or not isinstance(max_trials, numbers.Integral) or max_trials < 1:
             raise ValueError(f"`max_trials` must be a positive int; received {max_trials!r}.")
+        max_trials = int(max_trials)
         hp = keras_tuner.HyperParameters()
         space.declare(hp)
         seed = 0 if seed is None else int(seed)
