@@ -68,3 +68,15 @@ def test_trial_file_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(Killed):
         trial_files.save_trial(path, trial_module.Trial(hp, trial_id="0", status="COMPLETED"))
     assert open(path).read() == before and list(tmp_path.iterdir()) == [tmp_path / "trial.json"]
+
+
+def test_torn_tuner_file_does_not_stop_the_resume(bench, tmp_path):
+    first = []
+    done = _search(bench, tmp_path, first).search(verbose=0).results()
+    [tuner_file] = [p for p in (tmp_path / "p").glob("*.json") if p.name != "oracle.json"]
+    tuner_file.write_text("{")  # torn
+    again = []
+    with pytest.warns(UserWarning, match="is torn"):
+        resumed = _search(bench, tmp_path, again)
+    resumed.search(verbose=0)
+    assert again == [] and resumed.results() == done  # the finished search is intact

@@ -1,4 +1,4 @@
-"""KerasTuner's `trial_*/trial.json` files, written atomically and read back tolerating torn ones.
+"""KerasTuner's `trial_*/trial.json` (and tuner) files, written atomically, read tolerating torn ones.
 
 KerasTuner writes `trial.json` in place (`Trial.save`), at the start of a trial, after every
 epoch and at its end; a process killed mid-write leaves a torn file, and KerasTuner's
@@ -20,6 +20,7 @@ import glob
 import json
 import os
 import warnings
+from typing import Any
 
 from keras_tuner.src.engine import trial as trial_module
 
@@ -27,16 +28,31 @@ TRIAL_FILE = "trial.json"
 _PREFIX = "trial_"
 
 
-def save_trial(path: str, trial: trial_module.Trial) -> None:
-    """Writes `trial` to `path` atomically (temporary file in the same folder + `os.replace`)."""
+def save_json(path: str, state: Any) -> None:
+    """Writes `state` as JSON to `path` atomically (temporary file in the same folder + `os.replace`)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w") as f:
-            json.dump(trial.get_state(), f)
+            json.dump(state, f)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_trial(path: str, trial: trial_module.Trial) -> None:
+    """Writes `trial` to `path` atomically."""
+    save_json(path, trial.get_state())
+
+
+def load_tuner_state(path: str) -> dict:
+    """A tuner's `<tuner id>.json`; a torn one reads as `{}` (KerasTuner's tuners keep no state)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        warnings.warn(f"`{path}` is torn; the tuner resumes from its oracle alone.", stacklevel=2)
+        return {}
 
 
 def load_trials(project_dir: str) -> tuple[dict[str, trial_module.Trial], list[str]]:
