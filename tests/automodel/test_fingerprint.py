@@ -62,3 +62,16 @@ def test_unreadable_record_is_written_again(digits, tmp_path, no_training):
     with pytest.warns(UserWarning, match="unreadable"):
         _similarity(tmp_path).fit(x[:200], y[:200])
     assert json.loads((tmp_path / "p" / FINGERPRINT_FILE).read_text())["rows"] == 200
+
+
+def test_fit_refused_by_a_later_check_leaves_no_record(digits, tmp_path, monkeypatch):
+    from tfmeta.automodel import similarity
+
+    def refuse(am, *args, **kwargs):
+        raise ValueError("a parameter that does not suit the data")
+
+    monkeypatch.setattr(similarity, "fit", refuse)
+    x, y = digits
+    with pytest.raises(ValueError, match="does not suit"):
+        _similarity(tmp_path).fit(x[:100], y[:100])
+    assert not (tmp_path / "p").exists()

@@ -270,7 +270,8 @@ class AutoModel(BaseEstimator):
         self.data_kind_ = kind
         self._start = time.time()
         if kind in inputs_lib.RAW_KINDS:
-            raw_data.fit(self, x, y, validation_split, validation_data)
+            with fingerprint.discarded_on_failure(self):
+                raw_data.fit(self, x, y, validation_split, validation_data)
             self.task_kind_ = kind
             self.fit_time_ = time.time() - self._start
             return self
@@ -286,7 +287,8 @@ class AutoModel(BaseEstimator):
             y = np.searchsorted(self.classes_, y).astype(np.int64)
         fingerprint.start_project(self, fingerprint.of_arrays(
             self.task, self.task_kind_, x, y, None if self.task == "regression" else self.classes_))
-        self._family.fit(self, x, y, validation_split, validation_data)
+        with fingerprint.discarded_on_failure(self):
+            self._family.fit(self, x, y, validation_split, validation_data)
         self.fit_time_ = time.time() - self._start
         return self
 

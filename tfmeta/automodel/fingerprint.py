@@ -29,12 +29,13 @@ ValueError: The project `runs/digits` was searched on other data: ...
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -134,6 +135,23 @@ def start_project(am, fingerprint: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(fingerprint, f, indent=1, default=str)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def discarded_on_failure(am) -> Iterator[None]:
+    """Removes the record again when `fit` fails before its search wrote anything.
+
+    A `fit` refused by a later check (a parameter that does not suit the data) must not leave
+    a project that refuses the next, corrected `fit`. A project holding search state keeps
+    its record.
+    """
+    try:
+        yield
+    except BaseException:
+        directory = project_dir(am)
+        if os.path.isdir(directory) and os.listdir(directory) == [FINGERPRINT_FILE]:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
 import io
+import numbers
 
 import numpy as np
 from PIL import Image

@@ -22,6 +22,7 @@ TensorShape([1, 28, 28, 1])
 from __future__ import annotations
 
 import numbers
+
 import keras
 import numpy as np
 import tensorflow as tf

@@ -25,8 +25,8 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 import dataclasses
+import numbers
 import os
 from typing import Iterable, Sequence
 

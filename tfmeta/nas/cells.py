@@ -29,7 +29,7 @@ import numbers
 from typing import Sequence
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401  (docstring examples)
 from keras import layers
 
 from tfmeta._deprecation import moved_names

@@ -28,9 +28,9 @@ True
 
 from __future__ import annotations
 
-import numbers
 import base64
 import io
+import numbers
 from typing import Sequence
 
 import keras

@@ -31,8 +31,8 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 import json
+import numbers
 import os
 import time
 from typing import Any
@@ -191,9 +191,10 @@ class ArchitectureOracle(keras_tuner.Oracle):
         queued = {tuple(self.space.encode(self.trial_architecture(self.trials[t])))
                   for t in self._retry_queue if t not in torn}
         unclaimed = sorted(p for p in self.strategy.pending if p not in queued)
+        recoverable = len(unclaimed) == len(torn)
         for trial_id in sorted(torn):
             trial = self.trials[trial_id]
-            if len(unclaimed) >= 1 and len(unclaimed) == len(torn):
+            if recoverable:
                 values = self.space.hp_values(self.space.decode(unclaimed.pop(0)))
             else:
                 values = self.populate_space(trial_id).get("values")

@@ -26,8 +26,8 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 import collections
+import numbers
 import time
 from typing import Any
 
