@@ -3,7 +3,9 @@
 A version directory appears only when fully written: the SavedModel and `tfmeta.json` are
 written to a hidden temporary folder beside it (TF Serving ignores non-numeric names) and
 renamed into place in one `os.rename`. An interrupted export leaves at most a `.tmp-*` folder,
-which a later export removes.
+which the next export removes (its writing process is gone). Versions are positive integers;
+entries of the base folder that are not version directories (a file named `3`) are ignored
+and never reused.
 
 The signature builders live here too, so that every exporter writes the same contracts:
 `few_shot_endpoint` (DESIGN.md's `few_shot(support_x, support_y, query_x)`),
@@ -14,6 +16,7 @@ The signature builders live here too, so that every exporter writes the same con
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import time
@@ -24,26 +27,62 @@ import keras
 import tensorflow as tf
 
 from tfmeta.serving.warmup import write_warmup_requests
+from tfmeta.episode_checks import checked_episode
 from tfmeta.version import __version__
 
 METADATA_FILE = "tfmeta.json"
 
 
 def existing_versions(base_dir: str) -> list[int]:
-    """Returns the sorted integer version directories under `base_dir`."""
+    """Returns the sorted integer version directories under `base_dir` (files are ignored)."""
     if not os.path.isdir(base_dir):
         return []
     return sorted(
         int(name)
         for name in os.listdir(base_dir)
-        if name.isdigit() and os.path.isdir(os.path.join(base_dir, name))
+        if _is_version_name(name) and os.path.isdir(os.path.join(base_dir, name))
     )
 
 
+def _is_version_name(name: str) -> bool:
+    # TF Serving's versions are int64: longer digit strings are no versions (and no int() of 5,000 digits).
+    return name.isascii() and name.isdigit() and len(name) <= 18 and int(name) > 0
+
+
 def next_version(base_dir: str) -> int:
-    """Returns the next free version number under `base_dir` (1 for a new folder)."""
-    versions = existing_versions(base_dir)
-    return versions[-1] + 1 if versions else 1
+    """Returns the next free version number under `base_dir` (1 for a new folder).
+
+    A regular file named like a version is not a version, but its name is not free either.
+    """
+    if not os.path.isdir(base_dir):
+        return 1
+    taken = [int(name) for name in os.listdir(base_dir) if _is_version_name(name)]
+    return max(taken) + 1 if taken else 1
+
+
+def check_version(version: Any) -> int | None:
+    """Returns `version` as an `int` (`None` passes through) or raises a `ValueError`.
+
+    A version is the name of a folder TF Serving loads, so only a positive integer is one:
+    Python and numpy integers below 10**18 (TF Serving's int64) are accepted; bools, floats,
+    strings (`"../x"`), zero and negative numbers are refused before anything is written.
+    """
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or not 0 < int(version) < 10**18:
+        raise ValueError(
+            "`version` must be a positive integer (the name of a TF Serving version folder) or "
+            f"None for the next free one; received {_short_repr(version)}."
+        )
+    return int(version)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit str() limit
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def latest_version_dir(path: str) -> str:
@@ -58,12 +97,41 @@ def latest_version_dir(path: str) -> str:
     return os.path.join(path, str(versions[-1]))
 
 
+_TMP_PREFIX = ".tmp-"
+_writing: set[str] = set()  # temporary folders this process is writing right now
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: alive
+    return True
+
+
 def _clean_stale_tmp(base_dir: str, max_age_s: float = 3600.0) -> None:
+    """Removes temporary folders of exports that were killed.
+
+    A folder is `.tmp-<pid>-<random>`: it is stale when its process is gone, or (pid reused,
+    another machine on a shared disk) when it is older than `max_age_s`. Folders this
+    process is still writing are kept.
+    """
     now = time.time()
     for name in os.listdir(base_dir):
         full = os.path.join(base_dir, name)
-        if name.startswith(".tmp-") and now - os.path.getmtime(full) > max_age_s:
-            shutil.rmtree(full, ignore_errors=True)
+        if not name.startswith(_TMP_PREFIX) or full in _writing:
+            continue
+        pid = name[len(_TMP_PREFIX):].split("-", 1)[0]
+        gone = pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid))
+        try:
+            old = now - os.path.getmtime(full) > max_age_s
+        except OSError:  # removed meanwhile
+            continue
+        if gone or old or (pid.isdigit() and int(pid) == os.getpid()):
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
 
 
 def write_version(
@@ -83,27 +151,52 @@ def write_version(
     Returns:
         The final version directory path.
     """
+    version = check_version(version)
     os.makedirs(base_dir, exist_ok=True)
     _clean_stale_tmp(base_dir)
-    tmp = os.path.join(base_dir, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if version is not None and os.path.lexists(os.path.join(base_dir, str(version))):
+        raise FileExistsError(
+            f"`version`={version} already exists in `{base_dir}`; pass another version or None for "
+            "the next free one."
+        )
+    tmp = os.path.join(base_dir, f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _writing.add(tmp)
     try:
         write_fn(tmp)
         meta = {"tfmeta_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         meta.update(metadata)
         with open(os.path.join(tmp, METADATA_FILE), "w") as f:
             json.dump(meta, f, indent=2, default=_json_default)
-        while True:
-            v = next_version(base_dir) if version is None else version
-            final = os.path.join(base_dir, str(v))
+        return _rename_into_place(tmp, base_dir, version)
+    finally:
+        _writing.discard(tmp)
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rename_into_place(tmp: str, base_dir: str, version: int | None) -> str:
+    """Renames `tmp` to `base_dir/<version>`; without a version, to the next free number.
+
+    Another export may take a number between the check and the rename: then the next number
+    is tried. Numbers whose name exists as anything (a version, a file) are skipped, so the
+    loop always advances.
+    """
+    if version is not None:
+        final = os.path.join(base_dir, str(version))
+        os.rename(tmp, final)
+        return final
+    v = next_version(base_dir)
+    for _ in range(1000):
+        final = os.path.join(base_dir, str(v))
+        if not os.path.lexists(final):
             try:
                 os.rename(tmp, final)
                 return final
             except OSError:
-                if version is not None or not os.path.exists(final):
+                if not os.path.lexists(final):
                     raise
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        v += 1
+    raise RuntimeError(f"Found no free version number in `{base_dir}` after 1000 attempts.")
 
 
 def _json_default(value):
@@ -181,10 +274,14 @@ def few_shot_endpoint(probabilities_fn: Callable, example_shape: Sequence[int]) 
     Returns:
         An endpoint for `export_endpoints`: `few_shot(support_x: float32[S, ...],
         support_y: int32[S], query_x: float32[Q, ...]) -> {"probabilities": float32[Q, N]}`.
+        The signature checks its episode in the graph (`tfmeta.episode_checks`): labels
+        0..N-1 with every class present, one label per support example, finite values; a
+        bad episode raises `tf.errors.InvalidArgumentError`.
     """
     shape = tuple(example_shape)
 
     def few_shot(support_x, support_y, query_x):
+        support_x, support_y, query_x = checked_episode(support_x, support_y, query_x)
         return {"probabilities": probabilities_fn(support_x, support_y, query_x)}
 
     return few_shot, [

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import keras
@@ -99,8 +100,9 @@ class ShiftAverage(ViewAverage):
 
     def __init__(self, encoder: keras.Model, max_shift: int = 1, **kwargs):
         super().__init__(encoder, **kwargs)
-        if not isinstance(max_shift, int) or isinstance(max_shift, bool) or max_shift < 0:
+        if not isinstance(max_shift, numbers.Integral) or isinstance(max_shift, bool) or max_shift < 0:
             raise ValueError(f"`max_shift` must be an integer >= 0; received {max_shift!r}.")
+        max_shift = int(max_shift)
         self.max_shift = max_shift
         self.views = (2 * max_shift + 1) ** 2
 
@@ -257,8 +259,9 @@ def draw_test_time_transforms(
             Omniglot recipes train with, 2-pixel shifts at 28 x 28 scaled with the size).
         seed: Seed of the draws (the same seed gives the same transforms).
     """
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+    if isinstance(views, bool) or not isinstance(views, numbers.Integral) or views < 1:
         raise ValueError(f"`views` must be an integer >= 1; received {views!r}.")
+    views = int(views)
     if augment is None:
         from tfmeta.data.augment import RandomAffine
 

@@ -83,6 +83,7 @@ def test_kept_few_shot_ensemble_averages_its_members_and_exports(kept_ensemble_m
     fn = tf.saved_model.load(path).signatures["few_shot"]
     out = fn(support_x=tf.constant(sx), support_y=tf.constant(sy.astype(np.int32)), query_x=tf.constant(x[:30]))
     np.testing.assert_allclose(out["probabilities"].numpy(), probs, rtol=1e-5, atol=1e-6)
+    _assert_refuses_phantom_class(fn, sx, sy, x[:30])
     meta = tfmeta.export.read_metadata(path)
     assert meta["learner"] == "ensemble" and [m["learner"] for m in meta["members"]] == ["prototypical_network", "siamese"]
     assert [m["temperature"] for m in meta["members"]] == pytest.approx(temperatures)
@@ -119,6 +120,13 @@ def test_few_shot_export_matches_predict(few_shot_model, digits, tmp_path):
     fn = tf.saved_model.load(path).signatures["few_shot"]
     out = fn(support_x=tf.constant(sx), support_y=tf.constant(sy.astype(np.int32)), query_x=tf.constant(x[:20]))
     np.testing.assert_allclose(out["probabilities"].numpy(), few_shot_model.predict_proba(x[:20], support=(sx, sy)), rtol=1e-5, atol=1e-6)
+    _assert_refuses_phantom_class(fn, sx, sy, x[:20])
+
+
+def _assert_refuses_phantom_class(signature, sx, sy, qx):
+    """Labels 1..N (no class 0) are refused in the graph, as the Python API refuses them."""
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`support_y` must hold the integer class ids 0\.\.N-1"):
+        signature(support_x=tf.constant(sx), support_y=tf.constant(sy.astype(np.int32) + 1), query_x=tf.constant(qx))
 
 
 def test_similarity_task_scores_pairs(digits, tmp_path):

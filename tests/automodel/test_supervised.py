@@ -87,6 +87,8 @@ def test_resume_continues_the_search(wine, tmp_path):
     ids = [t["trial"] for t in board]
     assert done["trial"] in ids and len(set(ids)) == 2  # the finished trial was kept, not rerun
     assert [t for t in board if t["trial"] == done["trial"]][0]["score"] == done["score"]
+    with pytest.raises(ValueError, match=r"searched on other data.*example shape: \[13\] there, \[12\] now"):
+        _table_model(tmp_path, max_trials=3).fit(x_tr[:, 1:], y_tr)  # refused before any trial
 
 
 @pytest.mark.slow

@@ -46,6 +46,12 @@ def table_model(tmp_path_factory):
     return am, train
 
 
+def test_refit_on_a_table_with_other_columns_is_refused(table_model):
+    am, train = table_model
+    with pytest.raises(ValueError, match="searched on other data.*columns and their types.*overwrite=True"):
+        tfmeta.AutoModel(**am.get_params()).fit(train.drop(columns=["city"]), y="label")
+
+
 def test_a_mixed_table_is_typed_and_learned(table_model):
     am, _ = table_model
     specs = am.raw_task_.specs

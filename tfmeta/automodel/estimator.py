@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import time
 
 import keras
@@ -26,7 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from tfmeta.automodel import few_shot, raw_data, similarity, supervised
+from tfmeta.automodel import few_shot, fingerprint, raw_data, similarity, supervised
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
@@ -53,7 +54,12 @@ class AutoModel(BaseEstimator):
         seed: Seed that makes a run repeatable.
         directory: Where searches persist their trials (KerasTuner layout).
         project_name: Sub-folder of `directory` for this search.
-        overwrite: Start the search afresh instead of resuming it.
+        overwrite: Start the search afresh instead of resuming it. With `overwrite=False`
+            the project resumes only on the data it was searched on: it records what that
+            was (task, input kind and shape or columns and their types, rows, classes, a
+            hash of sampled rows) in `directory/project_name/tfmeta_fingerprint.json`, and
+            `fit` on other data raises a `ValueError` saying what differs (pass
+            `overwrite=True` or another `project_name`) rather than reuse the old search.
         batch_size: Training batch size.
         patience: Early-stopping patience in epochs.
         steps_per_epoch: Episodes (or pair batches) per epoch for few-shot/similarity.
@@ -186,7 +192,7 @@ class AutoModel(BaseEstimator):
                 raise ValueError(f"`{name}` must be {optional}an integer >= 1; received {value!r}.")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"`max_time` must be None or a number of seconds > 0; received {self.max_time!r}.")
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) \
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, numbers.Real) \
                 or not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be a number > 0; received {self.learning_rate!r}.")
         if self.weight_sharing and self.task != "classification":
@@ -264,7 +270,8 @@ class AutoModel(BaseEstimator):
         self.data_kind_ = kind
         self._start = time.time()
         if kind in inputs_lib.RAW_KINDS:
-            raw_data.fit(self, x, y, validation_split, validation_data)
+            with fingerprint.discarded_on_failure(self):
+                raw_data.fit(self, x, y, validation_split, validation_data)
             self.task_kind_ = kind
             self.fit_time_ = time.time() - self._start
             return self
@@ -278,7 +285,10 @@ class AutoModel(BaseEstimator):
         if self.task != "regression":
             self.classes_ = np.unique(y)
             y = np.searchsorted(self.classes_, y).astype(np.int64)
-        self._family.fit(self, x, y, validation_split, validation_data)
+        fingerprint.start_project(self, fingerprint.of_arrays(
+            self.task, self.task_kind_, x, y, None if self.task == "regression" else self.classes_))
+        with fingerprint.discarded_on_failure(self):
+            self._family.fit(self, x, y, validation_split, validation_data)
         self.fit_time_ = time.time() - self._start
         return self
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from tfmeta.data.validation import check_float32_range
+
 
 def dataset_to_arrays(dataset) -> tuple[np.ndarray, np.ndarray | None]:
     """Concatenates a batched `tf.data.Dataset` of `(x, y)` (or `x`) into numpy arrays."""
@@ -148,6 +150,7 @@ def check_features(x: np.ndarray, name: str = "x", expected_shape: tuple | None 
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"`{name}` must be finite; found {bad} NaN or infinite values.")
+    check_float32_range(x, name)
     return x
 
 
@@ -164,6 +167,7 @@ def check_targets(x: np.ndarray, y: np.ndarray | None, task: str, name: str = "y
     if task == "regression":
         if y.dtype.kind not in "biuf":
             raise TypeError(f"`{name}` must be numeric for regression; received dtype {y.dtype}.")
+        check_float32_range(y, name)
         y = y.astype(np.float32)
         if not np.all(np.isfinite(y)):
             raise ValueError(f"`{name}` must be finite; found NaN or infinite values.")

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import export as export_lib
+from tfmeta.automodel import fingerprint
 from tfmeta.automodel.progress import TrialProgress
 
 
@@ -144,6 +145,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
     """Reads, searches, refits; sets `am`'s fitted attributes."""
     task = make_task(am)
     task.prepare(x, y, validation_split, validation_data)
+    fingerprint.start_project(am, fingerprint.of_raw_task(am.task, task))
     if task.classification:
         am.classes_ = task.classes
     am.raw_task_ = task
@@ -163,7 +165,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
     search = ArchitectureSearch(
         space, build_model=task.build, fit_model=fit_child, strategy=am.strategy, objective=monitor,
         max_trials=am.max_trials, max_time=am.max_time, directory=am.directory, project_name=am.project_name,
-        overwrite=am.overwrite, seed=am.seed, callbacks=[progress],
+        overwrite=False, seed=am.seed, callbacks=[progress],  # `fingerprint.start_project` cleared it
         initial_architectures=task.initial_architectures(),
     )
     search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search

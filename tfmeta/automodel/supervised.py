@@ -182,7 +182,8 @@ class _SupervisedFit:
         search = ArchitectureSearch(
             self.space, build_model=self._child, strategy=am.strategy, objective=self.monitor,
             max_trials=am.max_trials, max_time=am.max_time, directory=am.directory,
-            project_name=am.project_name, overwrite=am.overwrite, seed=am.seed, callbacks=[progress],
+            # `overwrite=True` was done by the facade's `fingerprint.start_project`, which keeps its record.
+            project_name=am.project_name, overwrite=False, seed=am.seed, callbacks=[progress],
         )
         stop = keras.callbacks.EarlyStopping(monitor=self.monitor, patience=am.patience, restore_best_weights=True)
         with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
@@ -203,7 +204,7 @@ class _SupervisedFit:
             train_paths=am.train_paths, batch_size=am.batch_size, filters=am.filters,
             num_reductions=num_reductions(shape), optimizer=keras.optimizers.Adam(am.learning_rate),
             max_trials=am.max_trials, directory=am.directory, project_name=am.project_name,
-            overwrite=am.overwrite, seed=am.seed, max_time=am.max_time,
+            overwrite=False, seed=am.seed, max_time=am.max_time,  # cleared by `fingerprint.start_project`
         )
         search.callbacks.append(progress)
         validation = (pre.transform(xv), yv)

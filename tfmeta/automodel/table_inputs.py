@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tfmeta.automodel.column_types import ColumnSpec, missing_mask
+from tfmeta.data.validation import check_float32_range
 
 
 def used_columns(specs: Mapping[str, ColumnSpec]) -> dict[str, ColumnSpec]:
@@ -29,9 +30,19 @@ def used_columns(specs: Mapping[str, ColumnSpec]) -> dict[str, ColumnSpec]:
     return {name: spec for name, spec in specs.items() if spec.kind != "identifier"}
 
 
+def _float32(name: str, numbers: pd.Series) -> np.ndarray:
+    """float32 values (NaN missing); values that overflow float32, or are infinite, are refused."""
+    wide = numbers.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    check_float32_range(wide, f"x[{name!r}]")
+    if np.isinf(wide).any():
+        raise ValueError(f"`x[{name!r}]` must hold finite numbers (or missing values); found "
+                         f"{int(np.isinf(wide).sum())} infinite values.")
+    return wide.astype(np.float32)
+
+
 def _numbers(name: str, values: pd.Series, strict: bool) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        return values.astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
+        return _float32(name, values)
     missing = missing_mask(values)
     text = values.astype(str).str.strip().where(~missing, None)
     numbers = pd.to_numeric(text, errors="coerce")
@@ -43,7 +54,7 @@ def _numbers(name: str, values: pd.Series, strict: bool) -> np.ndarray:
             f"Column {name!r} was numeric in `fit`, but {bad} of its {present} values are not "
             f"numbers (e.g. {example!r}): its type changed."
         )
-    return numbers.to_numpy(dtype=np.float32, na_value=np.nan)
+    return _float32(name, numbers)
 
 
 def _strings(values: pd.Series, spec: ColumnSpec) -> np.ndarray:

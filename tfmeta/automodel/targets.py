@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tfmeta.automodel.column_types import missing_mask
+from tfmeta.data.validation import check_float32_range
 
 
 class Targets:
@@ -72,7 +73,12 @@ class Targets:
         if bad.any():
             raise TypeError(f"`{self.name}` must be numbers for task='regression'; received "
                             f"{series[bad].iloc[0]!r}.")
-        values = numbers.to_numpy(dtype=np.float32, na_value=np.nan)
+        wide = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        check_float32_range(wide, self.name)
+        if np.isinf(wide).any():
+            raise ValueError(f"`{self.name}` must hold finite numbers for task='regression'; found "
+                             f"{int(np.isinf(wide).sum())} infinite values.")
+        values = wide.astype(np.float32)
         return values, ~np.isnan(values)
 
     def get_config(self) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import numbers
 
 import numpy as np
 from PIL import Image
@@ -26,7 +27,7 @@ def decode_stroke_image(data: bytes | np.ndarray, image_size: int | tuple[int, i
         if arr.ndim == 3:
             arr = arr[..., 0]
         img = Image.fromarray(arr.astype(np.uint8), mode="L")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    size = (int(image_size),) * 2 if isinstance(image_size, numbers.Integral) else tuple(int(v) for v in image_size)
     if img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.Resampling.BOX)
     return (1.0 - np.asarray(img, dtype=np.float32) / 255.0)[..., np.newaxis]

@@ -21,6 +21,8 @@ TensorShape([1, 28, 28, 1])
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -35,7 +37,7 @@ _SUPERSAMPLE = 4
 
 def _check_sizes(box_size, output_size) -> None:
     for name, value in (("box_size", box_size), ("output_size", output_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"`{name}` must be an int >= 1, received {name}={value!r}.")
     if box_size > output_size:
         raise ValueError(

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from typing import Iterable, Sequence
 
@@ -137,15 +138,18 @@ def load_omniglot_split(
             alphabet is unknown.
     """
     protocols = parse_test_protocols(test_protocols)
-    if isinstance(ink_box, bool) or not isinstance(ink_box, int) or ink_box < 0:
+    if isinstance(ink_box, bool) or not isinstance(ink_box, numbers.Integral) or ink_box < 0:
         raise ValueError(f"`ink_box` must be an int >= 0 (0 = off); received {ink_box!r}.")
-    if ink_box and (not isinstance(image_size, int) or ink_box > image_size):
+    ink_box = int(ink_box)
+    if ink_box and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
+                    or ink_box > image_size):
         raise ValueError(
             "`ink_box` needs a square int `image_size` at least as large as the box; received "
             f"ink_box={ink_box}, image_size={image_size!r}."
         )
-    if isinstance(composites, bool) or not isinstance(composites, int) or composites < 0:
+    if isinstance(composites, bool) or not isinstance(composites, numbers.Integral) or composites < 0:
         raise ValueError(f"`composites` must be an int >= 0; received {composites!r}.")
+    composites = int(composites)
     held_out = tuple(held_out)
     data = load_omniglot(splits, image_size=RAW_IMAGE_SIZE if ink_box else image_size,
                          data_dir=data_dir)

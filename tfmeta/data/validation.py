@@ -41,6 +41,7 @@ def as_labelled_arrays(x: Any, y: Any, *, x_name: str = "x", y_name: str = "y"):
         )
     if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
         raise TypeError(f"`{x_name}` must be numeric; received dtype {x.dtype}.")
+    check_float32_range(x, x_name)
     x = x.astype(np.float32, copy=False)
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
@@ -51,6 +52,34 @@ def as_labelled_arrays(x: Any, y: Any, *, x_name: str = "x", y_name: str = "y"):
             "Encode string labels first (for example with sklearn.preprocessing.LabelEncoder)."
         )
     return x, y.astype(np.int64, copy=False)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(values: Any, name: str) -> None:
+    """Raises a `ValueError` when finite values of `values` overflow float32.
+
+    Models compute in float32: a float64 value past 3.4e38 (1e300, say) passes a finiteness
+    check, becomes infinite when cast, and turns every statistic and weight it touches into
+    NaN. Non-float arrays pass (no integer type reaches float32's limit).
+
+    Args:
+        values: Array-like of numbers.
+        name: The argument's name, used in the message (e.g. `"x"` or `"x['amount']"`).
+    """
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4 or values.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        magnitude = np.where(np.isfinite(values), np.abs(values), 0.0)
+    if magnitude.max() > FLOAT32_MAX:
+        count = int(np.count_nonzero(magnitude > FLOAT32_MAX))
+        raise ValueError(
+            f"`{name}` holds {count} values whose magnitude overflows float32 (largest |value| "
+            f"{float(magnitude.max()):.3g}; float32 holds at most {FLOAT32_MAX:.3g}): rescale them "
+            "(divide by a constant, or take a logarithm)."
+        )
 
 
 def class_counts(y: np.ndarray) -> dict[int, int]:
@@ -133,6 +162,7 @@ def check_support_set(support_x: Any, support_y: Any, query_x: Any | None = None
     if ways < 2:
         raise ValueError(f"`support_y` must hold at least 2 classes; received {ways}.")
     if query_x is not None:
+        check_float32_range(query_x, "query_x")
         query_x = np.asarray(query_x, dtype=np.float32)
         if query_x.shape[1:] != support_x.shape[1:]:
             raise ValueError(

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.data.validation import check_support_set
+from tfmeta.episode_checks import checked_episode
 from tfmeta.fewshot.evaluation import (compiled_probabilities, episode_sampler, evaluate_on_arrays,
                                        iterate_episodes)
 
@@ -227,6 +228,8 @@ class FewShotEnsemble(tf.Module):
         return self._member_functions[index](support_x, support_y, query_x)
 
     def _few_shot(self, support_x, support_y, query_x):
+        # The exported signature checks its episode in the graph, as every learner's does.
+        support_x, support_y, query_x = checked_episode(support_x, support_y, query_x)
         total = None
         for index, (weight, temperature) in enumerate(zip(self.weights, self._temperatures)):
             probs = temper(self.member_probabilities(index, support_x, support_y, query_x), temperature)

@@ -12,6 +12,7 @@ proportion to its current class probability.
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import keras
@@ -72,10 +73,11 @@ class PrototypicalNetwork(EpisodicMetricLearner):
         if not float(temperature) > 0:
             raise ValueError(f"`temperature` must be > 0; received {temperature!r}.")
         self.temperature = float(temperature)
-        if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, numbers.Integral) or refine_steps < 0:
             raise ValueError(
                 f"`refine_steps` must be an integer >= 0; received {refine_steps!r}."
             )
+        refine_steps = int(refine_steps)
         self.refine_steps = refine_steps
 
     def _scores(self, query, prototypes):

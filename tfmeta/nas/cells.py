@@ -25,10 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401  (docstring examples)
 from keras import layers
 
 from tfmeta._deprecation import moved_names
@@ -157,10 +158,11 @@ def check_cell_network_args(space, input_shape, num_classes, num_cells, filters,
     if len(input_shape) != 3:
         raise ValueError(f"`input_shape` must be (H, W, C); received {input_shape}.")
     for arg, value in (("num_classes", num_classes), ("num_cells", num_cells), ("filters", filters)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
-    if not isinstance(num_reductions, int) or num_reductions < 0:
+    if isinstance(num_reductions, bool) or not isinstance(num_reductions, numbers.Integral) or num_reductions < 0:
         raise ValueError(f"`num_reductions` must be a non-negative int; received {num_reductions!r}.")
+    num_reductions = int(num_reductions)
     return input_shape
 
 

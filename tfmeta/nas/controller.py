@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import io
+import numbers
 from typing import Sequence
 
 import keras
@@ -73,8 +74,9 @@ class ControllerRNN(keras.Model):
         num_choices = [int(n) for n in num_choices]
         if not num_choices or min(num_choices) < 1:
             raise ValueError(f"`num_choices` must be positive ints; received {num_choices}.")
-        if not isinstance(units, int) or units < 1:
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"`units` must be a positive int; received {units!r}.")
+        units = int(units)
         if temperature <= 0:
             raise ValueError(f"`temperature` must be > 0; received {temperature}.")
         if not 0.0 <= baseline_decay < 1.0:

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 import os
 import zlib
 from typing import Any, Mapping, Sequence
@@ -200,7 +201,7 @@ class WeightSharingSearch(ArchitectureSearch):
         if not isinstance(space, MicroCellSpace):
             raise ValueError(f"`space` must be a MicroCellSpace; received {type(space).__name__}.")
         for arg, value in (("child_steps", child_steps), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{arg}` must be a positive int; received {value!r}.")
         if train_paths not in TRAIN_PATHS:
             raise ValueError(f"`train_paths` must be one of {TRAIN_PATHS}; received {train_paths!r}.")

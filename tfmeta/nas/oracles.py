@@ -12,7 +12,9 @@ for the controller its weights and Adam slots as base64 `.npz`, the baseline and
 count). `oracle.json` is written atomically after every trial. Reloading (`overwrite=False`)
 restores the strategy; finished trials are never run again, and a trial whose `trial.json`
 says COMPLETED but whose reward had not reached `oracle.json` (killed in between) is replayed
-into the strategy instead of being retried.
+into the strategy instead of being retried. `trial.json` files are written atomically; a torn
+one (a kill mid-write by KerasTuner's own writer) costs only its trial, which is run again
+with the architecture it was evaluating (`tfmeta.nas.trial_files`).
 
 Distributed search uses KerasTuner's own chief/worker mode unchanged: set
 `KERASTUNER_TUNER_ID` ("chief" or "tuner0", "tuner1"...), `KERASTUNER_ORACLE_IP` and
@@ -30,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 from typing import Any
@@ -38,6 +41,7 @@ import keras_tuner
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine.oracle import synchronized
 
+from tfmeta.nas import trial_files
 from tfmeta.nas.space import Architecture, SearchSpace, space_from_config
 from tfmeta.nas.strategies import Strategy, make_strategy
 
@@ -68,8 +72,9 @@ class ArchitectureOracle(keras_tuner.Oracle):
     ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
-        if not isinstance(max_trials, int) or max_trials < 1:
+        if isinstance(max_trials, bool) or not isinstance(max_trials, numbers.Integral) or max_trials < 1:
             raise ValueError(f"`max_trials` must be a positive int; received {max_trials!r}.")
+        max_trials = int(max_trials)
         hp = keras_tuner.HyperParameters()
         space.declare(hp)
         seed = 0 if seed is None else int(seed)
@@ -149,8 +154,68 @@ class ArchitectureOracle(keras_tuner.Oracle):
             json.dump(self.get_state(), f)
         os.replace(tmp, fname)
 
+    def _save_trial(self, trial) -> None:
+        # KerasTuner writes trial.json in place; a kill mid-write would tear it.
+        trial_files.save_trial(os.path.join(self._get_trial_dir(trial.trial_id), trial_files.TRIAL_FILE), trial)
+
+    def _reload_trials_and_state(self) -> list[str]:
+        """KerasTuner's `Oracle.reload`, but a torn `trial.json` costs only that trial.
+
+        Returns the ids of the torn trials; each gets a placeholder trial (its values are set by
+        `_rerun_torn`) so that KerasTuner's state, which may name it, loads.
+        """
+        trials, torn = trial_files.load_trials(self._project_dir)
+        self.trials.update(trials)
+        for trial_id in torn:
+            self.trials[trial_id] = trial_module.Trial(
+                self.hyperparameters.copy(), trial_id=trial_id, status=trial_module.TrialStatus.RUNNING)
+        try:
+            # Skip KerasTuner's `Oracle.reload` (it parses every trial file itself): `Stateful.reload`.
+            super(keras_tuner.Oracle, self).reload(self._get_oracle_fname())
+        except KeyError as error:
+            raise RuntimeError(
+                f"Error reloading the oracle of the project at {self._project_dir}; pass `overwrite=True` or "
+                "another `project_name` to start afresh."
+            ) from error
+        for trial in self.ongoing_trials.values():  # interrupted trials are retried
+            self._retry_queue.append(trial.trial_id)
+        self.ongoing_trials = {}
+        return torn
+
+    def _rerun_torn(self, torn: list[str]) -> None:
+        """Queues every torn trial to run again, with the architecture it was evaluating.
+
+        That architecture is the strategy's pending proposal no other queued trial holds; if it
+        cannot be told (several torn trials), the strategy proposes one for each left.
+        """
+        queued = {tuple(self.space.encode(self.trial_architecture(self.trials[t])))
+                  for t in self._retry_queue if t not in torn}
+        unclaimed = sorted(p for p in self.strategy.pending if p not in queued)
+        recoverable = len(unclaimed) == len(torn)
+        for trial_id in sorted(torn):
+            trial = self.trials[trial_id]
+            if recoverable:
+                values = self.space.hp_values(self.space.decode(unclaimed.pop(0)))
+            else:
+                values = self.populate_space(trial_id).get("values")
+            if trial_id in self.end_order:
+                self.end_order.remove(trial_id)
+            if values is None:  # nothing left to propose: forget the trial
+                del self.trials[trial_id]
+                self._retry_queue = [t for t in self._retry_queue if t != trial_id]
+                self.start_order = [t for t in self.start_order if t != trial_id]
+                continue
+            trial.hyperparameters.values = dict(values)
+            if trial_id not in self._retry_queue:
+                self._retry_queue.append(trial_id)
+            if trial_id not in self.start_order:
+                self.start_order.append(trial_id)
+            self._save_trial(trial)
+
     def reload(self) -> None:
-        super().reload()
+        torn = self._reload_trials_and_state()
+        if torn:
+            self._rerun_torn(torn)
         # Trials killed after writing trial.json (COMPLETED) but before oracle.json: replay
         # their results into the strategy instead of running them again.
         for trial_id in list(self._retry_queue):

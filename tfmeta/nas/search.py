@@ -54,6 +54,7 @@ from keras_tuner.src.engine import base_tuner
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine import tuner_utils
 
+from tfmeta.nas import trial_files
 from tfmeta.nas.oracles import ArchitectureOracle
 from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace, SearchSpace  # noqa: F401
 from tfmeta.nas.builders import build_dense_model  # noqa: F401  (docstring example)
@@ -93,6 +94,18 @@ class TrialCallbacks:
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         self._trial_started = time.time()
+
+    # KerasTuner writes `<tuner id>.json` in place after every trial; a kill mid-write would
+    # make the project unloadable. Written atomically here, and a torn one is tolerated.
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        trial_files.save_json(self._get_tuner_fname(), self.get_state())
+
+    def reload(self):
+        if not self._is_worker():
+            self.oracle.reload()
+        self.set_state(trial_files.load_tuner_state(self._get_tuner_fname()))
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import numbers
 import time
 from typing import Any
 
@@ -200,10 +201,14 @@ class EvolutionStrategy(Strategy):
 
     def __init__(self, space: SearchSpace, population_size: int = 20, sample_size: int = 5, seed: int | None = None, **kwargs):
         super().__init__(space, seed=seed, **kwargs)
-        if not isinstance(population_size, int) or population_size < 2:
+        if isinstance(population_size, bool) or not isinstance(population_size, numbers.Integral) \
+                or population_size < 2:
             raise ValueError(f"`population_size` must be an int >= 2; received {population_size!r}.")
-        if not isinstance(sample_size, int) or not 1 <= sample_size <= population_size:
+        population_size = int(population_size)
+        if isinstance(sample_size, bool) or not isinstance(sample_size, numbers.Integral) \
+                or not 1 <= sample_size <= population_size:
             raise ValueError(f"`sample_size` must be an int in [1, population_size]; received {sample_size!r}.")
+        sample_size = int(sample_size)
         self.population_size = population_size
         self.sample_size = sample_size
         self.population: collections.deque = collections.deque()  # (indices, reward), oldest first

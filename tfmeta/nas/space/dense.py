@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 from tfmeta.nas.space.architecture import Architecture, Decision
@@ -38,8 +39,9 @@ class DenseSpace(SearchSpace):
         dropout: Sequence[float] = (0.0, 0.25, 0.5),
         name: str = "dense",
     ):
-        if not isinstance(num_layers, int) or num_layers < 1:
+        if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or num_layers < 1:
             raise ValueError(f"`num_layers` must be a positive int; received {num_layers!r}.")
+        num_layers = int(num_layers)
         units = tuple(int(u) for u in units)
         if not units or min(units) < 0:
             raise ValueError(f"`units` must be non-negative ints; received {units!r}.")

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 from tfmeta.nas.space.architecture import Architecture, Decision
@@ -37,8 +38,9 @@ class MacroSpace(SearchSpace):
     """
 
     def __init__(self, num_layers: int = 8, ops: Sequence[str] = MACRO_BENCH_OPS, name: str | None = None):
-        if not isinstance(num_layers, int) or num_layers < 1:
+        if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or num_layers < 1:
             raise ValueError(f"`num_layers` must be a positive int; received {num_layers!r}.")
+        num_layers = int(num_layers)
         ops = tuple(ops)
         if len(ops) > 10:
             raise ValueError(f"`ops` must hold at most 10 operations (one digit each); received {len(ops)}.")

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 from tfmeta.nas.space.architecture import Architecture, Decision
@@ -51,8 +52,9 @@ class MicroCellSpace(SearchSpace):
         reduction: bool = True,
         name: str = "micro",
     ):
-        if not isinstance(num_nodes, int) or num_nodes < 1:
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, numbers.Integral) or num_nodes < 1:
             raise ValueError(f"`num_nodes` must be a positive int; received {num_nodes!r}.")
+        num_nodes = int(num_nodes)
         ops = check_cell_ops(ops)
         self.num_nodes = num_nodes
         self.ops = ops
