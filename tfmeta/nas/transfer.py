@@ -7,6 +7,7 @@ does that step: it builds `tfmeta.nas.cells.build_cell_model` with N normal cell
 and F first-stage filters around a `MicroCellSpace` architecture from any search (controller,
 evolution, ENAS, DARTS, a JSON file) and trains it from scratch on the new data with Adam and
 a cosine-decayed learning rate, returning the trained model and its history.
+`fit_classifier(model, (x, y), epochs)` trains any other classifier (a baseline) the same way.
 
 Example:
 
@@ -104,10 +105,30 @@ def transfer(
     keras.utils.set_random_seed(seed)
     model = build_cell_model(space, architecture, shape, num_classes, num_cells=cells, filters=filters,
                              num_reductions=reductions, dropout=dropout, name="transferred_cell_net")
+    history = fit_classifier(model, (x, y), epochs, validation_data=validation_data, batch_size=batch_size,
+                             learning_rate=learning_rate, callbacks=callbacks, verbose=verbose)
+    return model, history
+
+
+def fit_classifier(
+    model: keras.Model,
+    data: tuple,
+    epochs: int,
+    validation_data: tuple | None = None,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    verbose: int = 0,
+) -> keras.callbacks.History:
+    """Compiles and trains a softmax classifier the way `transfer` does (the same budget for baselines).
+
+    Adam with a learning rate cosine-decayed to 0 over `epochs`, sparse categorical
+    cross-entropy, accuracy; `data` is `(x, y)`.
+    """
+    x, y = data
     steps = epochs * math.ceil(len(x) / batch_size)
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)  # XLA compiling a fresh network costs more than it saves on a CPU
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                        callbacks=list(callbacks or []), verbose=verbose)
-    return model, history
+    return model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                     callbacks=list(callbacks or []), verbose=verbose)
