@@ -53,7 +53,7 @@ import tensorflow as tf
 from keras import layers
 
 from tfmeta.nas import operations
-from tfmeta.nas.cells import check_cell_network_args
+from tfmeta.nas.cells import cell_layout, check_cell_network_args
 from tfmeta.nas.operations import BN_MOMENTUM
 from tfmeta.nas.space import Architecture, MicroCellSpace
 
@@ -194,20 +194,11 @@ class DartsNetwork(keras.Model):
         self.finite_difference_scale = float(finite_difference_scale)
         self.stem_conv = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")
         self.stem_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")
-        self.darts_cells, self.cell_kinds = [], []
-        f, reduce_prev = filters, False
-        for stage in range(num_reductions + 1):
-            for _ in range(num_cells):
-                self.darts_cells.append(DartsCell(self.candidate_ops, space.num_nodes, f, reduce_prev=reduce_prev,
-                                                  name=f"cell{len(self.darts_cells)}_normal"))
-                self.cell_kinds.append("normal")
-                reduce_prev = False
-            if stage < num_reductions:
-                f *= 2
-                self.darts_cells.append(DartsCell(self.candidate_ops, space.num_nodes, f, reduction=True,
-                                                  name=f"cell{len(self.darts_cells)}_reduce"))
-                self.cell_kinds.append("reduce")
-                reduce_prev = True
+        layout = cell_layout(num_cells, num_reductions, filters)
+        self.cell_kinds = [kind for kind, _, _ in layout]
+        self.darts_cells = [DartsCell(self.candidate_ops, space.num_nodes, f, reduction=kind == "reduce",
+                                      reduce_prev=reduce_prev, name=f"cell{i}_{kind}")
+                            for i, (kind, f, reduce_prev) in enumerate(layout)]
         self.classifier = layers.Dense(num_classes, name="classifier")
         shape = (len(cell_edges(space.num_nodes)), len(self.candidate_ops))
         init = keras.initializers.RandomNormal(stddev=1e-3, seed=0)  # the paper's 1e-3 * randn
