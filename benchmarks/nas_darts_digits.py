@@ -15,6 +15,7 @@ Prints JSON: the search wall times, the derived architectures and their operatio
 
 Usage:
     python benchmarks/nas_darts_digits.py [--darts-epochs 10] [--second-order] [--final-epochs 20]
+        [--arch-learning-rate 3e-4] [--no-controller]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def darts_search(space, splits, args) -> dict:
     keras.utils.set_random_seed(args.seed)
     (x, y), (xv, yv) = splits["train"], splits["validation"]
     net = DartsNetwork(space, x.shape[1:], 10, filters=args.darts_filters, num_reductions=1,
-                       second_order=args.second_order)
+                       second_order=args.second_order, arch_learning_rate=args.arch_learning_rate)
     net.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(
         0.025, args.darts_epochs * (len(x) // args.batch_size)), momentum=0.9), jit_compile=False)
     history = net.fit(paired_batches(x, y, xv, yv, batch_size=args.batch_size, seed=args.seed),
@@ -108,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--darts-epochs", type=int, default=10)
     p.add_argument("--darts-filters", type=int, default=8)
     p.add_argument("--second-order", action="store_true")
+    p.add_argument("--arch-learning-rate", type=float, default=3e-4, help="Adam's, for the alphas (paper: 3e-4)")
+    p.add_argument("--no-controller", action="store_true", help="DARTS alone (no controller search)")
     p.add_argument("--max-skips", type=int, default=2, help="identity edges kept in the derived normal cell")
     p.add_argument("--child-epochs", type=int, default=3)
     p.add_argument("--child-filters", type=int, default=16)
@@ -126,15 +129,17 @@ def main(argv=None) -> dict:
     splits = load_digits_splits(test_size=0.2, validation_size=0.2, seed=0, scaled=True, channel_axis=True)
     space = MicroCellSpace(num_nodes=args.nodes)
     darts = darts_search(space, splits, args)
-    controller = controller_search(space, splits, darts["search_wall_time_s"], args)
-    result = {"darts": darts, "controller": controller}
-    for name in ("darts", "controller"):
-        result[name].update(retrain(space, result[name]["arch"], splits, args))
+    result = {"darts": darts}
+    if not args.no_controller:
+        result["controller"] = controller_search(space, splits, darts["search_wall_time_s"], args)
+    for entry in result.values():
+        entry.update(retrain(space, entry["arch"], splits, args))
     if darts["arch_uncapped"] != darts["arch"]:
         result["darts_uncapped"] = retrain(space, darts["arch_uncapped"], splits, args)
-    for entry in (darts, controller):
+    for entry in list(result.values()):
         for key in ("arch", "arch_uncapped"):
             if key in entry:
+                entry[key + "_json"] = entry[key].to_json()  # `nas_transfer_omniglot.py --arch` reads it
                 entry[key] = str(entry[key])
     result["total_wall_time_s"] = time.perf_counter() - t0
     result["settings"] = vars(args)

@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     fit_classifier(model, train, **common)
     results["conv4"] = {"train_time_s": time.perf_counter() - start, "params": int(model.count_params()),
                         "test_accuracy": float(model.evaluate(*test, verbose=0, return_dict=True)["accuracy"])}
-    found["arch"] = str(searched)
+    found["arch"], found["arch_json"] = str(searched), searched.to_json()
     result = {"search_on_digits": found, "omniglot": {"classes": classes, "train_images": len(train[1]),
                                                       "test_images": len(test[1]), **results},
               "total_wall_time_s": time.perf_counter() - t0, "settings": vars(args)}

@@ -151,3 +151,21 @@ def test_fit_needs_paired_batches():
     net.compile(optimizer="sgd", jit_compile=False)
     with pytest.raises(ValueError, match="paired_batches"):
         net.fit(np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int64"), epochs=1, verbose=0)
+
+
+def test_skip_connection_stopping_fires_when_the_normal_cell_collapses_onto_identity():
+    net = DartsNetwork(TINY, (8, 8, 1), 2, filters=2, num_reductions=0)
+    stop = SkipConnectionStopping(max_skips=1)
+    stop.set_model(net)
+    net.stop_training = False  # as fit() sets it
+    healthy = np.zeros(net.alphas["normal"].shape)
+    healthy[:, net.candidate_ops.index("conv_1x1")] = 5.0
+    net.alphas["normal"].assign(healthy)
+    stop.on_epoch_end(0)
+    assert stop.stopped_epoch == -1 and not net.stop_training
+    collapsed = np.zeros(net.alphas["normal"].shape)
+    collapsed[:, net.candidate_ops.index("identity")] = 5.0  # both edges of the node prefer identity
+    net.alphas["normal"].assign(collapsed)
+    stop.on_epoch_end(3)
+    assert stop.stopped_epoch == 3 and net.stop_training
+    assert operation_mix(TINY, net.derive(max_skips=1))["normal"] == {"identity": 1, "conv_1x1": 1}
