@@ -30,6 +30,8 @@ def test_init_stores_params_only_and_clone_works(tmp_path):
         ({"train_paths": "all"}, "`train_paths` must be one of"),
         ({"learning_rate": 0}, "`learning_rate` must be a number > 0; received 0"),
         ({"refit_cells": 1.5}, "`refit_cells` must be None or an integer >= 1; received 1.5"),
+        ({"search_sample": 0.0}, "`search_sample` must be None, a fraction in \\(0, 1\\] or a number"),
+        ({"task": "few_shot", "search_sample": 10}, "`search_sample` is for task='classification' or"),
     ],
 )
 def test_bad_params_are_named(kwargs, match):

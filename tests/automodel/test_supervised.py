@@ -1,6 +1,7 @@
 """AutoModel classification and regression: search, string labels, budgets, seeds, resume, export."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -100,6 +101,17 @@ def test_same_seed_same_search_and_max_time(wine, tmp_path):
     np.testing.assert_allclose([t["score"] for t in a], [t["score"] for t in b], atol=1e-6)
     timed = _table_model(tmp_path / "c", max_trials=20, max_time=1.0).fit(x_tr, y_tr)
     assert 1 <= len(timed.leaderboard()) < 20  # no trial starts after the budget
+
+
+def test_search_sample_searches_on_a_sample_and_refits_on_all(wine, tmp_path):
+    x_tr, x_te, y_tr, y_te = wine
+    am = _table_model(tmp_path, max_trials=1, search_sample=0.5, ensemble=False, epochs=20)
+    am.fit(x_tr, y_tr)
+    search_split = len(x_tr) - math.ceil(0.2 * len(x_tr))  # scikit-learn rounds the held-out part up
+    assert am.search_examples_ == int(round(0.5 * search_split))
+    assert am.refit_epochs_ == 20 and am.score(x_te, y_te) > 0.8  # the refit trained on all the data
+    full = _table_model(tmp_path, project_name="full", max_trials=1, ensemble=False, epochs=1).fit(x_tr, y_tr)
+    assert full.search_examples_ == search_split
 
 
 def test_regression_on_a_table(tmp_path):

@@ -95,6 +95,10 @@ class AutoModel(BaseEstimator):
         refit_filters: Image tasks: first-stage channels of the refit model (None: `filters`).
         refit_epochs: Epochs of the refit. None: `epochs`, or the best trial's best epoch
             count if larger (tables, text and image folders: the best trial's best epoch count).
+        search_sample: Classification/regression on arrays: search on this fraction (a float in
+            (0, 1]) or this number (an int) of the search split, drawn stratified and seeded;
+            the refit still trains on all the data. With `refit_cells`/`refit_filters`, this
+            is NASNet's "search small, stack deep". None: the whole search split.
         column_types: Tables: `{column: kind}` overriding the inferred kinds (`"numeric"`,
             `"categorical"`, `"datetime"`, `"text"`, `"ignore"`); see `summary()`.
 
@@ -107,7 +111,8 @@ class AutoModel(BaseEstimator):
     `[model_]`), `classes_`, `task_kind_`, `preprocessing_`, `best_architecture_`,
     `best_learner_`, `best_score_`, `trials_`, `n_features_in_`, `input_shape_`, `fit_time_`;
     classification/regression also `refit_epochs_` (None without a refit), `search_`
-    (the search summary), `search_time_` and `refit_time_` (seconds). On raw data (tables,
+    (the search summary), `search_time_` and `refit_time_` (seconds), `search_examples_` (the
+    examples the trials trained on; fewer with `search_sample`). On raw data (tables,
     text, image folders) `preprocessing_`, `input_shape_` and `n_features_in_` are replaced by
     `raw_task_` (what was read: for a table its column specs, `raw_task_.specs`) and
     `best_choices_` (the best trial's encodings, widths and training settings); the
@@ -144,6 +149,7 @@ class AutoModel(BaseEstimator):
         refit_filters: int | None = None,
         refit_epochs: int | None = None,
         column_types: dict | None = None,
+        search_sample: float | int | None = None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -173,6 +179,7 @@ class AutoModel(BaseEstimator):
         self.refit_filters = refit_filters
         self.refit_epochs = refit_epochs
         self.column_types = column_types
+        self.search_sample = search_sample
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -202,6 +209,7 @@ class AutoModel(BaseEstimator):
                              "received refit=False.")
         if self.task == "few_shot":
             few_shot.check_candidates(self.learners)
+        supervised.check_search_sample(self.search_sample, self.task)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -270,6 +278,9 @@ class AutoModel(BaseEstimator):
         self.data_kind_ = kind
         self._start = time.time()
         if kind in inputs_lib.RAW_KINDS:
+            if self.search_sample is not None:
+                raise ValueError(f"`search_sample` is for numeric arrays; received {kind} data (search_sample="
+                                 f"{self.search_sample!r}).")
             with fingerprint.discarded_on_failure(self):
                 raw_data.fit(self, x, y, validation_split, validation_data)
             self.task_kind_ = kind

@@ -12,6 +12,7 @@ refit then trains the chosen architecture on all the training data:
   NASNet's "search small, stack deep") or after a weight-sharing search (which trains no model
   per trial), with a cosine-decayed learning rate and dropout 0.1 before the classifier.
 
+`search_sample` searches on part of the search split only (the refit trains on all the data).
 With `ensemble=True` the refit model is averaged with the best trial's trained model.
 Functions here take the `AutoModel` being fitted (`am`) and set its fitted attributes.
 """
@@ -83,6 +84,32 @@ def split(am, x, y, validation_split, validation_data, classification):
     return x_tr, y_tr, x_v, y_v
 
 
+def check_search_sample(search_sample, task: str) -> None:
+    """Raises ValueError unless `search_sample` is None, a fraction in (0, 1] or a count >= 1."""
+    if search_sample is None:
+        return
+    if task not in ("classification", "regression"):
+        raise ValueError(f"`search_sample` is for task='classification' or 'regression'; received task={task!r}.")
+    fraction = isinstance(search_sample, float) and 0.0 < search_sample <= 1.0
+    count = isinstance(search_sample, (int, np.integer)) and not isinstance(search_sample, bool) and search_sample >= 1
+    if not (fraction or count):
+        raise ValueError("`search_sample` must be None, a fraction in (0, 1] or a number of examples >= 1; "
+                         f"received {search_sample!r}.")
+
+
+def sample_for_search(am, x, y, classification: bool):
+    """The search split reduced to `am.search_sample` examples (stratified, seeded)."""
+    size = am.search_sample
+    size = int(round(size * len(x))) if isinstance(size, float) else int(size)
+    if size >= len(x):
+        return x, y
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if classification and np.bincount(y).min() >= 2 and size >= len(np.unique(y)) else None
+    x, _, y, _ = train_test_split(x, y, train_size=size, random_state=am.seed or 0, stratify=stratify)
+    return x, y
+
+
 def fit(am, x, y, validation_split, validation_data) -> None:
     """Searches, refits and sets `am`'s fitted attributes (classification or regression)."""
     _SupervisedFit(am).run(x, y, validation_split, validation_data)
@@ -103,6 +130,9 @@ class _SupervisedFit:
         am = self.am
         self.space = search_space(am)
         x_tr, y_tr, xv, yv = split(am, x, y, validation_split, validation_data, self.classification)
+        if am.search_sample is not None:  # search small; the refit below still trains on all of x
+            x_tr, y_tr = sample_for_search(am, x_tr, y_tr, self.classification)
+        am.search_examples_ = len(x_tr)
         self.outputs = len(am.classes_) if self.classification else (1 if y.ndim == 1 else int(y.shape[1]))
         self.keep = am.refit and validation_data is None and not self.fresh_refit
         progress = TrialProgress(am._log, am.max_trials, am._start, self.sign, on_best=self._drop_kept_models)

@@ -4,14 +4,19 @@ Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light)
 
 - `space` (a package): `Decision` and the JSON-serialisable `Architecture`
   (`space.architecture`), `SearchSpace` (your own spaces; `space.search_space`), the built-in
-  `MacroSpace` (one op per layer, NAS-Bench-Macro), `MicroCellSpace` (NASNet/ENAS cells) and
-  `DenseSpace` (dense blocks for tables), the operation names spaces accept (`space.op_names`)
-  and `space_from_config`.
+  `MacroSpace` (one op per layer, NAS-Bench-Macro), `MicroCellSpace` (NASNet/ENAS cells),
+  `DenseSpace` (dense blocks for tables) and `LayerwiseSpace` (Zoph & Le's layers with
+  skips), the operation names spaces accept (`space.op_names`) and `space_from_config`.
 - `operations`: the cell operations as Keras layers (`OPS`: name -> layer factory; adding one
   registers its name with the spaces), `op_key` (the weight-sharing key of an op).
 - `cells`: `Cell` (supernet-ready: `Cell(None, ...)` owns every candidate op) and
   `build_cell_model` (stack N normal cells with reduction cells between stages).
 - `builders`: `build_macro_model`, `build_dense_model`, and `build_model` for any built-in space.
+- `layerwise_builder`: `build_layerwise_model`, the network of Zoph & Le's `LayerwiseSpace`.
+- `darts`: DARTS: `DartsNetwork` (mixed operations, alternating weight and architecture
+  steps, first or second order), derivation of the discrete cell, `paired_batches`.
+- `transfer`: `transfer(arch, data, cells=, filters=)`: a searched cell stacked deeper
+  and wider, trained on another data set.
 - `controller`: `ControllerRNN` (LSTM policy, REINFORCE with baseline, entropy bonus,
   temperature, tanh logit clipping; ENAS defaults).
 - `strategies`: `ControllerStrategy`, `EvolutionStrategy` (regularized evolution),
@@ -51,6 +56,7 @@ _LAZY = {
     "MicroCellSpace": "space",
     "MacroSpace": "space",
     "DenseSpace": "space",
+    "LayerwiseSpace": "space",
     "Architecture": "space",
     "space_from_config": "space",
     "OPS": "operations",
@@ -59,6 +65,8 @@ _LAZY = {
     "build_macro_model": "builders",
     "build_dense_model": "builders",
     "build_model": "builders",
+    "build_layerwise_model": "layerwise_builder",
+    "DartsNetwork": "darts",
     "ControllerRNN": "controller",
     "Strategy": "strategies",
     "ControllerStrategy": "strategies",
@@ -79,7 +87,8 @@ _LAZY = {
 }
 _SUBMODULES = {
     "space", "operations", "cells", "builders", "controller", "strategies", "oracles", "search",
-    "supernet", "checkpoint", "enas", "benchmarks", "digits",
+    "supernet", "checkpoint", "enas", "benchmarks", "digits", "darts", "layerwise_builder",
+    "transfer",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

@@ -4,7 +4,8 @@
   inverted residual blocks), a NAS-Bench-Macro-like layout.
 - `build_dense_model(space, arch, ...)`: dense blocks for tabular data.
 - `build_model(space, arch, ...)`: picks the builder of the space type (cells from
-  `tfmeta.nas.cells.build_cell_model`, macro layers, dense blocks).
+  `tfmeta.nas.cells.build_cell_model`, macro layers, dense blocks, Zoph & Le's layers from
+  `tfmeta.nas.layerwise_builder.build_layerwise_model`).
 
 Example:
 
@@ -24,7 +25,8 @@ from keras import layers
 
 from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.operations import BN_MOMENTUM
-from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace
+from tfmeta.nas.layerwise_builder import build_layerwise_model
+from tfmeta.nas.space import Architecture, DenseSpace, LayerwiseSpace, MacroSpace, MicroCellSpace
 
 
 def _mbconv(x, filters: int, kernel: int, expand: int, name: str):
@@ -119,14 +121,16 @@ def build_dense_model(
 
 
 def build_model(space, arch: Architecture, input_shape: Sequence[int], num_classes: int, **kwargs) -> keras.Model:
-    """Dispatches to the builder of the space type (cells, macro layers or dense blocks)."""
+    """Dispatches to the builder of the space type (cells, macro layers, dense blocks, layer-wise)."""
     if isinstance(space, MicroCellSpace):
         return build_cell_model(space, arch, input_shape, num_classes, **kwargs)
     if isinstance(space, MacroSpace):
         return build_macro_model(space, arch, input_shape, num_classes, **kwargs)
     if isinstance(space, DenseSpace):
         return build_dense_model(space, arch, input_shape, num_classes, **kwargs)
+    if isinstance(space, LayerwiseSpace):
+        return build_layerwise_model(space, arch, input_shape, num_classes, **kwargs)
     raise ValueError(
-        f"`space` must be a MicroCellSpace, MacroSpace or DenseSpace to build a model; received "
+        f"`space` must be a MicroCellSpace, MacroSpace, DenseSpace or LayerwiseSpace to build a model; received "
         f"{type(space).__name__} (pass your own build function for custom spaces)."
     )

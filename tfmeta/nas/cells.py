@@ -166,6 +166,25 @@ def check_cell_network_args(space, input_shape, num_classes, num_cells, filters,
     return input_shape
 
 
+def cell_layout(num_cells: int, num_reductions: int, filters: int) -> list[tuple[str, int, bool]]:
+    """The NASNet stacking: `[(kind, filters, reduce_prev), ...]`, one entry per cell.
+
+    `num_reductions + 1` stages of `num_cells` normal cells with a reduction cell (filters x2)
+    between stages; `reduce_prev` says whether the cell's `h[k-2]` input is twice as large.
+    The supernets (`tfmeta.nas.supernet`, `tfmeta.nas.darts`) stack their cells this way.
+    """
+    layout, f, reduce_prev = [], filters, False
+    for stage in range(num_reductions + 1):
+        for _ in range(num_cells):
+            layout.append(("normal", f, reduce_prev))
+            reduce_prev = False
+        if stage < num_reductions:
+            f *= 2
+            layout.append(("reduce", f, reduce_prev))
+            reduce_prev = True
+    return layout
+
+
 def build_cell_model(
     space: MicroCellSpace,
     arch: Architecture,
@@ -212,19 +231,10 @@ def build_cell_model(
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = layers.BatchNormalization(momentum=operations.BN_MOMENTUM, name="stem_bn")(x)
     h0, h1 = x, x
-    f = filters
-    reduce_prev = False
-    index = 0
-    for stage in range(num_reductions + 1):
-        for _ in range(num_cells):
-            h0, h1 = h1, Cell(normal, f, reduction=False, reduce_prev=reduce_prev, name=f"cell{index}_normal")([h0, h1])
-            reduce_prev = False
-            index += 1
-        if stage < num_reductions:
-            f *= 2
-            h0, h1 = h1, Cell(reduce, f, reduction=True, reduce_prev=reduce_prev, name=f"cell{index}_reduce")([h0, h1])
-            reduce_prev = True
-            index += 1
+    for index, (kind, f, reduce_prev) in enumerate(cell_layout(num_cells, num_reductions, filters)):
+        cell = Cell(normal if kind == "normal" else reduce, f, reduction=kind == "reduce", reduce_prev=reduce_prev,
+                    name=f"cell{index}_{kind}")
+        h0, h1 = h1, cell([h0, h1])
     x = layers.ReLU()(h1)
     x = layers.GlobalAveragePooling2D()(x)
     if dropout:

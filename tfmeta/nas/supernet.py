@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tfmeta.nas.cells import Cell, check_cell_network_args
+from tfmeta.nas.cells import Cell, cell_layout, check_cell_network_args
 from tfmeta.nas.operations import BN_MOMENTUM
 from tfmeta.nas.space import Architecture, MicroCellSpace
 
@@ -157,20 +157,11 @@ class SharedCellNetwork(keras.Model):
         self.num_classes = int(num_classes)
         self.stem_conv = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")
         self.stem_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")
-        self.shared_cells, self.cell_rows = [], []
-        f, reduce_prev = filters, False
-        for stage in range(num_reductions + 1):
-            for _ in range(num_cells):
-                self.shared_cells.append(SharedCell(f, space.ops, space.num_nodes, reduce_prev=reduce_prev,
-                                                    name=f"cell{len(self.shared_cells)}_normal"))
-                self.cell_rows.append(0)
-                reduce_prev = False
-            if stage < num_reductions:
-                f *= 2
-                self.shared_cells.append(SharedCell(f, space.ops, space.num_nodes, reduction=True,
-                                                    name=f"cell{len(self.shared_cells)}_reduce"))
-                self.cell_rows.append(1)
-                reduce_prev = True
+        layout = cell_layout(num_cells, num_reductions, filters)
+        self.cell_rows = [0 if kind == "normal" else 1 for kind, _, _ in layout]
+        self.shared_cells = [SharedCell(f, space.ops, space.num_nodes, reduction=kind == "reduce",
+                                        reduce_prev=reduce_prev, name=f"cell{i}_{kind}")
+                             for i, (kind, f, reduce_prev) in enumerate(layout)]
         self.classifier = layers.Dense(num_classes, activation="softmax", name="classifier")
         self.architecture = self.add_weight(shape=(2, space.num_nodes, 4), dtype="int32", initializer="zeros",
                                             trainable=False, name="architecture")

@@ -13,6 +13,8 @@ Modules (import the names from here):
 - `macro`: `MacroSpace`, one operation per layer (NAS-Bench-Macro: 8 layers, 3 choices).
 - `micro`: `MicroCellSpace`, the NASNet / ENAS cells (a normal and a reduction cell).
 - `dense`: `DenseSpace`, dense blocks for tables (per layer a width or a skip, and a dropout).
+- `layerwise`: `LayerwiseSpace`, Zoph & Le's layer-by-layer space (filter shape, count, stride,
+  skip connections to any earlier layer).
 - `op_names`: the operation names spaces accept (`DEFAULT_CELL_OPS`, `SHORT_OP_NAMES`,
   `MACRO_BENCH_OPS`); the Keras layers behind them are in `tfmeta.nas.operations`.
 - `config`: `space_from_config`, a space back from its `get_config()`.
@@ -35,6 +37,7 @@ from tfmeta.nas.space.search_space import SearchSpace
 from tfmeta.nas.space.macro import MacroSpace
 from tfmeta.nas.space.micro import MicroCellSpace
 from tfmeta.nas.space.dense import DenseSpace
+from tfmeta.nas.space.layerwise import LayerwiseSpace
 from tfmeta.nas.space.config import space_from_config
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "DEFAULT_CELL_OPS",
     "Decision",
     "DenseSpace",
+    "LayerwiseSpace",
     "MACRO_BENCH_OPS",
     "MacroSpace",
     "MicroCellSpace",

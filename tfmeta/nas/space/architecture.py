@@ -183,3 +183,10 @@ def _format_dense(arch: Architecture) -> str:
 
 
 _FORMATTERS = {"macro": _format_macro, "cell": _format_cell, "dense": _format_dense, "generic": _format_generic}
+
+
+def register_formatter(kind: str, format_fn) -> None:
+    """Makes `str(arch)` use `format_fn(arch) -> str` for architectures of `kind`."""
+    if not isinstance(kind, str) or not kind or not callable(format_fn):
+        raise ValueError(f"`kind` must be a non-empty string and `format_fn` callable; received {kind!r}, {format_fn!r}.")
+    _FORMATTERS[kind] = format_fn

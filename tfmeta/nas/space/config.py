@@ -16,6 +16,7 @@ from typing import Mapping
 
 from tfmeta.nas.space.architecture import Decision
 from tfmeta.nas.space.dense import DenseSpace
+from tfmeta.nas.space.layerwise import LayerwiseSpace
 from tfmeta.nas.space.macro import MacroSpace
 from tfmeta.nas.space.micro import MicroCellSpace
 from tfmeta.nas.space.search_space import SearchSpace
@@ -31,6 +32,8 @@ def space_from_config(config: Mapping) -> SearchSpace:
         return MicroCellSpace(**config)
     if cls == "DenseSpace":
         return DenseSpace(**config)
+    if cls == "LayerwiseSpace":
+        return LayerwiseSpace(**config)
     if cls == "SearchSpace":
         return SearchSpace(
             [Decision(d["name"], tuple(d["choices"])) for d in config["decisions"]],
