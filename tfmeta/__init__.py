@@ -34,10 +34,11 @@ _LAZY = {
     "MAML": "tfmeta.gradient.maml",
     "Reptile": "tfmeta.gradient.reptile",
     "AutoModel": "tfmeta.automodel",
+    "ReweightedModel": "tfmeta.reweighting",
 }
 _SUBMODULES = {
     "data", "backbones", "test_time_augmentation", "callbacks", "training_state", "export",
-    "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel", "quickstart",
+    "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel", "quickstart", "reweighting",
     # deprecated homes, kept working for now: tfmeta.fewshot.{ensemble, evaluation, oneshot}
     "ensemble", "evaluation", "oneshot",
 }
