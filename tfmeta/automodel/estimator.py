@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from tfmeta.automodel import few_shot, raw_data, similarity, supervised
+from tfmeta.automodel import few_shot, raw_data, similarity, supervised, warm_start
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
@@ -91,6 +91,10 @@ class AutoModel(BaseEstimator):
             count if larger (tables, text and image folders: the best trial's best epoch count).
         column_types: Tables: `{column: kind}` overriding the inferred kinds (`"numeric"`,
             `"categorical"`, `"datetime"`, `"text"`, `"ignore"`); see `summary()`.
+        warm_start_store: Classification/regression: a folder of past projects' meta-features
+            and best configurations (`tfmeta.automodel.warm_start`; True: `~/.tfmeta/warm_start`).
+            The search first tries the best configurations of the nearest past data sets
+            (leaderboard `origin` "warm start"), then records this project's. None: off.
 
     A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
     trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
@@ -138,6 +142,7 @@ class AutoModel(BaseEstimator):
         refit_filters: int | None = None,
         refit_epochs: int | None = None,
         column_types: dict | None = None,
+        warm_start_store=None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -167,6 +172,7 @@ class AutoModel(BaseEstimator):
         self.refit_filters = refit_filters
         self.refit_epochs = refit_epochs
         self.column_types = column_types
+        self.warm_start_store = warm_start_store
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -263,6 +269,7 @@ class AutoModel(BaseEstimator):
             self.__dict__.pop(attribute, None)
         self.data_kind_ = kind
         self._start = time.time()
+        warm_start.prepare(self, x, y)  # the data set's meta-features, when warm-starting
         if kind in inputs_lib.RAW_KINDS:
             raw_data.fit(self, x, y, validation_split, validation_data)
             self.task_kind_ = kind

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.automodel import inputs as inputs_lib
+from tfmeta.automodel import warm_start
 from tfmeta.automodel.progress import TrialProgress
 
 
@@ -120,6 +121,7 @@ class _SupervisedFit:
               "seconds": progress.seconds.get(r["trial_id"])} for r in completed),
             key=lambda t: -t["score"],
         )
+        warm_start.finish(am, completed, self.sign)
         if not am.weight_sharing:
             best_arch, best_score = search.best_architecture(), am.trials_[0]["score"]
         am.best_architecture_ = str(best_arch)
@@ -183,6 +185,7 @@ class _SupervisedFit:
             self.space, build_model=self._child, strategy=am.strategy, objective=self.monitor,
             max_trials=am.max_trials, max_time=am.max_time, directory=am.directory,
             project_name=am.project_name, overwrite=am.overwrite, seed=am.seed, callbacks=[progress],
+            initial_architectures=warm_start.architectures(am, self.space),
         )
         stop = keras.callbacks.EarlyStopping(monitor=self.monitor, patience=am.patience, restore_best_weights=True)
         with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
