@@ -57,6 +57,7 @@ def test_a_model_with_a_policy_round_trips_through_keras_files_and_export(tmp_pa
     np.testing.assert_allclose(served, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_search_finds_the_flip_when_test_images_are_mirrored(tmp_path):
     x, y = left_side_shapes(300, 2)
     xv, yv = left_side_shapes(150, 3)

@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from tfmeta.automodel import few_shot, raw_data, similarity, supervised, warm_start
+from tfmeta.automodel import augmentation, few_shot, raw_data, similarity, supervised, warm_start
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
@@ -95,6 +95,9 @@ class AutoModel(BaseEstimator):
             and best configurations (`tfmeta.automodel.warm_start`; True: `~/.tfmeta/warm_start`).
             The search first tries the best configurations of the nearest past data sets
             (leaderboard `origin` "warm start"), then records this project's. None: off.
+        augmentation_policy: Image arrays: a `tfmeta.augmentation_search.AugmentationPolicy`
+            (or its config) in front of every trial's network and the refit, or `"search"`
+            to search one first (`tfmeta.automodel.augmentation`). None: no augmentation.
 
     A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
     trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
@@ -143,6 +146,7 @@ class AutoModel(BaseEstimator):
         refit_epochs: int | None = None,
         column_types: dict | None = None,
         warm_start_store=None,
+        augmentation_policy=None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -173,6 +177,7 @@ class AutoModel(BaseEstimator):
         self.refit_epochs = refit_epochs
         self.column_types = column_types
         self.warm_start_store = warm_start_store
+        self.augmentation_policy = augmentation_policy
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -202,6 +207,7 @@ class AutoModel(BaseEstimator):
                              "received refit=False.")
         if self.task == "few_shot":
             few_shot.check_candidates(self.learners)
+        augmentation.check(self.augmentation_policy)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -338,5 +344,6 @@ class AutoModel(BaseEstimator):
             "class_names": self.classes_.tolist() if self.task == "classification" else None,
             "metrics": {"validation_score": self.best_score_},
             "leaderboard": self.trials_,
+            "augmentation_policy": getattr(self, "augmentation_policy_", None),
         }
         return self._family.export(self, path, meta, version)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.automodel import inputs as inputs_lib
-from tfmeta.automodel import warm_start
+from tfmeta.automodel import augmentation, warm_start
 from tfmeta.automodel.progress import TrialProgress
 
 
@@ -104,6 +104,7 @@ class _SupervisedFit:
         am = self.am
         self.space = search_space(am)
         x_tr, y_tr, xv, yv = split(am, x, y, validation_split, validation_data, self.classification)
+        self.policy = augmentation.resolve(am, x_tr, y_tr, xv, yv)
         self.outputs = len(am.classes_) if self.classification else (1 if y.ndim == 1 else int(y.shape[1]))
         self.keep = am.refit and validation_data is None and not self.fresh_refit
         progress = TrialProgress(am._log, am.max_trials, am._start, self.sign, on_best=self._drop_kept_models)
@@ -138,6 +139,7 @@ class _SupervisedFit:
             am.members_ = [am.model_]
         am.refit_time_ = time.time() - start
         self.kept = {}
+        self.policy = None  # the augmentation policy's config, images only
 
     # ----------------------------------------------------------------- children
     def _core(self, arch, num_cells: int = 1, filters: int | None = None, dropout: float = 0.0):
@@ -148,9 +150,10 @@ class _SupervisedFit:
         if self.am.task_kind_ != "image":
             return lambda shape: build_model(self.space, arch, shape, self.outputs, final_activation=activation)
         filters = filters or self.am.filters
-        return lambda shape: build_model(self.space, arch, shape, self.outputs, num_cells=num_cells, filters=filters,
-                                         num_reductions=num_reductions(shape), dropout=dropout,
+        core = lambda shape: build_model(self.space, arch, shape, self.outputs, num_cells=num_cells,  # noqa: E731
+                                         filters=filters, num_reductions=num_reductions(shape), dropout=dropout,
                                          final_activation=activation)
+        return augmentation.with_policy(core, self.policy)  # the augmentation policy (if any) in front
 
     def _compile(self, model: keras.Model, learning_rate) -> keras.Model:
         from tfmeta.training_state import build_training_state
