@@ -42,28 +42,31 @@ def mlp(seed: int) -> keras.Model:
 
 
 def corrupted_digits(setting: str, seed: int, per_class: int = 10) -> dict:
-    """`{"train": (x, y), "clean": (x, y), "test": (x, y)}`: the corrupted training set, the clean
-    validation set (`per_class` per class, set aside first) and the test set."""
+    """`{"train": (x, y), "clean": (x, y), "test": (x, y), "flipped": mask}`: the corrupted training
+    set, the clean validation set (`per_class` per class, set aside first), the test set, and
+    which training labels the noise changed."""
     splits = load_digits_splits(test_size=0.3, seed=seed, scaled=True)
     x, y = splits["train"]
     x = x.reshape(len(x), -1)
     clean, rest = clean_subset(y, per_class, seed=seed)
     xr, yr = x[rest], y[rest]
+    flipped = np.zeros(len(yr), bool)
     if setting == "noise40":
-        yr, _ = symmetric_label_noise(yr, 0.4, seed=seed, num_classes=10)
+        yr, flipped = symmetric_label_noise(yr, 0.4, seed=seed, num_classes=10)
     elif setting == "imbalance10":
         keep = imbalanced_indices(yr, minority=(5, 6, 7, 8, 9), ratio=10, seed=seed)
-        xr, yr = xr[keep], yr[keep]
+        xr, yr, flipped = xr[keep], yr[keep], flipped[keep]
     else:
         raise ValueError(f"`setting` must be one of {SETTINGS}; received {setting!r}.")
     xt, yt = splits["test"]
-    return {"train": (xr, yr), "clean": (x[clean], y[clean]), "test": (xt.reshape(len(xt), -1), yt)}
+    return {"train": (xr, yr), "clean": (x[clean], y[clean]), "test": (xt.reshape(len(xt), -1), yt),
+            "flipped": flipped}
 
 
 def train(method: str, data: dict, seed: int, epochs: int, batch_size: int = 64) -> keras.Model:
     """The MLP trained by `method`; the clean-only run takes as many optimizer steps as the others."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
     (x, y), (xc, yc) = data["train"], data["clean"]
     if method == "reweighted":
         model = ReweightedModel(mlp(seed), xc, yc, from_logits=True)
