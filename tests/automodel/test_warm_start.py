@@ -42,12 +42,14 @@ def test_the_nearest_past_data_set_gives_the_first_configuration(tmp_path):
         arch = space.sample(np.random.default_rng(rows))
         choices = arch.as_dict() | {"layer0/units": units, "batch_size": 32 if rows < 1000 else 256}
         configurations[name] = choices
-        store.add(name, "classification", features, [{"choices": choices, "score": 0.9}])
-    store.add("a_regression", "regression", features, [{"choices": choices, "score": 0.1}])
+        store.add(name, "classification", features, [{"choices": choices, "score": 0.9}], space=space.name)
+    store.add("a_regression", "regression", features, [{"choices": choices, "score": 0.1}], space=space.name)
+    store.add("a_text", "classification", features, [{"choices": choices, "score": 0.1}], space="text")
 
     query = meta_features.describe(_table(300, 2, 0.4), "label", "classification")
-    nearest = store.nearest(query, "classification", k=3)
+    nearest = store.nearest(query, "classification", k=3, space=space.name)
     assert [record["name"] for _, record in nearest][0] == "small_noisy"
+    assert "a_text" not in [record["name"] for _, record in nearest]
     seeds = warm_start.seed_configurations(store, query, space, "classification", k=1)
     assert [(arch.as_dict()["layer0/units"], name) for arch, name in seeds] == [(256, "small_noisy")]
     # a batch size the new space lacks is carried over as its nearest choice
@@ -69,10 +71,10 @@ def test_automodel_starts_from_the_nearest_project_and_records_its_own(tmp_path)
                                                                "layer2/units": 0, "learning_rate": 1e-2}
     far = near | {"layer0/units": 512}
     store.add("near", "classification", meta_features.describe(_table(150, 4, 0.1), "label", "classification"),
-              [{"choices": near, "score": 0.8}])
+              [{"choices": near, "score": 0.8}], space=space.name)
     store.add("far", "classification", meta_features.describe(pd.DataFrame(
         {"a": np.arange(5000.0), "label": np.arange(5000) % 7}), "label", "classification"),
-        [{"choices": far, "score": 0.8}])
+        [{"choices": far, "score": 0.8}], space=space.name)
     am = tfmeta.AutoModel(max_trials=1, epochs=2, seed=0, verbose=0, refit=False, ensemble=False,
                           directory=str(tmp_path / "runs"), project_name="new", overwrite=True,
                           warm_start_store=str(tmp_path / "store"))
@@ -82,3 +84,4 @@ def test_automodel_starts_from_the_nearest_project_and_records_its_own(tmp_path)
     assert row["choices"]["layer0/units"] == 64
     recorded = {r["name"]: r for r in store.records()}
     assert recorded["new"]["configurations"][0]["choices"] == row["choices"]
+    assert recorded["new"]["space"] == space.name

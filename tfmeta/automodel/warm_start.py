@@ -7,10 +7,11 @@ Euclidean distance of the *standardised* meta-features (each feature scaled by i
 the store, so that rows do not drown the landmarkers) and evaluates their best configurations
 first, before its own defaults and the strategy's proposals.
 
-A past configuration is carried into the new search space decision by decision: a decision of
-the same name takes the stored label, or the nearest numeric choice (batch sizes depend on the
-rows); a configuration that shares fewer than half of the new space's decisions (an image cell
-for a table) does not transfer. The store is one JSON file per project in a directory:
+Only projects searched in a space of the same name (tables from tables, texts from texts) are
+neighbours. A past configuration is carried into the new space decision by decision: a
+decision of the same name takes the stored label, or the nearest numeric choice (batch sizes
+depend on the rows); one that shares fewer than half of the new space's decisions does not
+transfer. The store is one JSON file per project in a directory:
 `~/.tfmeta/warm_start` by default, `$TFMETA_WARM_START_DIR` or `AutoModel(warm_start_store=...)`.
 
 Example:
@@ -61,11 +62,11 @@ class WarmStartStore:
     def _path(self, name: str) -> Path:
         return self.directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".json")
 
-    def add(self, name: str, task: str, meta_features: dict, configurations: list[dict]) -> None:
-        """Records (or replaces) a project: `configurations` are `{"choices": {decision: label},
-        "score": float}`, best first."""
+    def add(self, name: str, task: str, meta_features: dict, configurations: list[dict], space: str) -> None:
+        """Records (or replaces) a project searched in the space named `space`: `configurations`
+        are `{"choices": {decision: label}, "score": float}`, best first."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        record = {"name": name, "task": task, "meta_features": meta_features,
+        record = {"name": name, "task": task, "space": space, "meta_features": meta_features,
                   "configurations": configurations[:KEPT_PER_PROJECT]}
         handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         with os.fdopen(handle, "w") as out:  # written whole, then renamed: never half a file
@@ -83,10 +84,12 @@ class WarmStartStore:
                 continue  # a foreign or damaged file is not a past project
         return records
 
-    def nearest(self, meta_features: dict, task: str, k: int = NEIGHBOURS, exclude: str | None = None) -> list[tuple[float, dict]]:
-        """The `k` past projects of the same task nearest in standardised meta-feature space,
-        `(distance, record)` nearest first; `exclude` leaves out a project by name."""
-        records = [r for r in self.records() if r.get("task") == task and r.get("name") != exclude]
+    def nearest(self, meta_features: dict, task: str, k: int = NEIGHBOURS, exclude: str | None = None,
+                space: str | None = None) -> list[tuple[float, dict]]:
+        """The `k` past projects of the same task (and space, when given) nearest in standardised
+        meta-feature space, `(distance, record)` nearest first; `exclude` leaves out a project."""
+        records = [r for r in self.records() if r.get("task") == task and r.get("name") != exclude
+                   and (space is None or r.get("space") == space)]
         if not records:
             return []
         names = meta_features_lib.NAMES
@@ -122,7 +125,7 @@ def seed_configurations(store: WarmStartStore, meta_features: dict, space: Searc
     """`(architecture, past project name)` of the nearest past projects' best configurations that
     transfer to `space`: each neighbour's best first, nearest neighbour first, no duplicates."""
     seeds, seen = [], set()
-    for _, record in store.nearest(meta_features, task, k, exclude=exclude):
+    for _, record in store.nearest(meta_features, task, k, exclude=exclude, space=space.name):
         for configuration in record.get("configurations", []):
             arch = transfer(configuration["choices"], space)
             if arch is not None and str(arch) not in seen:
@@ -175,4 +178,6 @@ def finish(am, completed: list[dict], sign: float) -> None:
     best = sorted(completed, key=lambda r: -sign * float(r["score"]))
     configurations = [{"choices": Architecture.from_config(r["architecture"]).as_dict(),
                        "score": sign * float(r["score"])} for r in best]
-    warm["store"].add(am.project_name, am.task, warm["meta_features"], configurations)
+    if best:
+        warm["store"].add(am.project_name, am.task, warm["meta_features"], configurations,
+                          space=best[0]["architecture"]["space"])
