@@ -40,21 +40,33 @@ import augmentation_policy_digits as augmentation_bench  # noqa: E402
 import reweighting_digits as reweighting_bench  # noqa: E402
 
 
+def weights_over_training(epochs: int) -> dict:
+    """The mean learned weight of the mislabelled and of the correctly labelled training examples
+    (40% noise, seed 0) after each epoch of the reweighted model's training (1 = the batch mean)."""
+    data = reweighting_bench.corrupted_digits("noise40", seed=0)
+    x, y = data["train"]
+    flipped = data["flipped"]
+    model = reweighting_bench.train("reweighted", data, seed=0, epochs=1)
+    curves = {"mislabelled": [], "correct": []}
+    for epoch in range(epochs):
+        if epoch:
+            model.fit(x, y, epochs=1, batch_size=64, verbose=0, shuffle=True)
+        weights = np.concatenate([model.example_weights(x[i:i + 64], y[i:i + 64]).numpy() * len(x[i:i + 64])
+                                  for i in range(0, len(x), 64)])
+        curves["mislabelled"].append(float(weights[flipped].mean()))
+        curves["correct"].append(float(weights[~flipped].mean()))
+    return curves
+
+
 def reweighting_section(seeds: int, epochs: int) -> dict:
     """Test accuracies per setting and method, and the learned weights of the noisy set."""
     report = {setting: reweighting_bench.compare(setting, seeds, epochs) for setting in reweighting_bench.SETTINGS}
-    data = reweighting_bench.corrupted_digits("noise40", seed=0)
-    model = reweighting_bench.train("reweighted", data, seed=0, epochs=epochs)
-    x, y = data["train"]
-    weights = np.concatenate([model.example_weights(x[i:i + 64], y[i:i + 64]).numpy() * len(x[i:i + 64])
-                              for i in range(0, len(x), 64)])  # times the batch size: 1 is the mean weight
-    flipped = data["flipped"]
-    report["weights"] = {"mislabelled_mean": float(weights[flipped].mean()), "correct_mean": float(weights[~flipped].mean()),
-                         "mislabelled": weights[flipped].tolist(), "correct": weights[~flipped].tolist()}
+    report["weights"] = weights_over_training(epochs)
     for setting in reweighting_bench.SETTINGS:
         print(f"[reweighting] {setting}: " + "  ".join(f"{m}={v['mean']:.3f}" for m, v in report[setting].items()))
-    print(f"[reweighting] mean weight of mislabelled examples {report['weights']['mislabelled_mean']:.3f}, "
-          f"of correct ones {report['weights']['correct_mean']:.3f}")
+    weights = report["weights"]
+    print(f"[reweighting] mean weight over training of mislabelled examples {np.mean(weights['mislabelled']):.3f}, "
+          f"of correct ones {np.mean(weights['correct']):.3f} (1 = the batch mean)")
     return report
 
 
@@ -97,11 +109,12 @@ def plot(reweighting: dict, augmentation: dict, out_dir: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     _bars(left, {s: reweighting[s] for s in reweighting_bench.SETTINGS}, "digits, corrupted training sets")
     weights = reweighting["weights"]
-    bins = np.linspace(0, max(max(weights["correct"]), max(weights["mislabelled"]), 1e-6), 30)
-    right.hist(weights["correct"], bins, alpha=0.6, label="correct label")
-    right.hist(weights["mislabelled"], bins, alpha=0.6, label="mislabelled")
-    right.set_xlabel("learned weight (1 = the batch mean)")
-    right.set_ylabel("training examples")
+    epochs = range(1, len(weights["correct"]) + 1)
+    right.plot(epochs, weights["correct"], "o-", label="correct label")
+    right.plot(epochs, weights["mislabelled"], "o-", label="mislabelled")
+    right.axhline(1.0, color="gray", ls=":", lw=1)
+    right.set_xlabel("epoch")
+    right.set_ylabel("mean learned weight (1 = the batch mean)")
     right.set_title("40% label noise: the learned weights")
     right.legend(fontsize=8)
     fig.tight_layout()

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 
@@ -11,9 +12,12 @@ def test_quick_recipe_learns_weights_and_a_policy_and_plots(tmp_path, run_recipe
     run_recipe("ch10_learning_what_to_learn_from.py", "--quick", "--out-dir", str(out_dir), timeout=600)
     summary = json.loads((out_dir / "ch10_summary.json").read_text())
     reweighting, augmentation = summary["reweighting"], summary["augmentation"]
-    # Learned weights: the examples whose label the noise changed weigh far less than the others.
+    # Learned weights: the examples whose label the noise changed weigh less than the others,
+    # by far after the first epoch, and over the whole training.
     weights = reweighting["weights"]
-    assert weights["mislabelled_mean"] < 0.5 * weights["correct_mean"], weights["mislabelled_mean"]
+    assert len(weights["correct"]) == len(weights["mislabelled"]) == 8
+    assert weights["mislabelled"][0] < 0.5 * weights["correct"][0], weights
+    assert np.mean(weights["mislabelled"]) < 0.8 * np.mean(weights["correct"]), weights
     # With 40% of the labels wrong, the reweighted model beats plain training on the noisy set.
     noisy = reweighting["noise40"]
     assert noisy["reweighted"]["mean"] > noisy["plain"]["mean"], noisy
