@@ -39,6 +39,7 @@ _LAZY = {
 _SUBMODULES = {
     "data", "backbones", "test_time_augmentation", "callbacks", "training_state", "export",
     "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel", "quickstart", "reweighting",
+    "augmentation_search",
     # deprecated homes, kept working for now: tfmeta.fewshot.{ensemble, evaluation, oneshot}
     "ensemble", "evaluation", "oneshot",
 }
