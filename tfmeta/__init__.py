@@ -35,11 +35,12 @@ _LAZY = {
     "Reptile": "tfmeta.gradient.reptile",
     "AutoModel": "tfmeta.automodel",
     "LearnedOptimizer": "tfmeta.learned_optimizer",
+    "ReweightedModel": "tfmeta.reweighting",
 }
 _SUBMODULES = {
     "data", "backbones", "test_time_augmentation", "callbacks", "training_state", "export",
     "fewshot", "metric", "gradient", "nas", "serving", "cli", "automodel", "quickstart",
-    "learned_optimizer",
+    "learned_optimizer", "reweighting", "augmentation_search",
     # deprecated homes, kept working for now: tfmeta.fewshot.{ensemble, evaluation, oneshot}
     "ensemble", "evaluation", "oneshot",
 }

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from tfmeta.automodel import few_shot, fingerprint, raw_data, similarity, supervised
+from tfmeta.automodel import augmentation, few_shot, fingerprint, raw_data, similarity, supervised, warm_start
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
@@ -101,6 +101,13 @@ class AutoModel(BaseEstimator):
             is NASNet's "search small, stack deep". None: the whole search split.
         column_types: Tables: `{column: kind}` overriding the inferred kinds (`"numeric"`,
             `"categorical"`, `"datetime"`, `"text"`, `"ignore"`); see `summary()`.
+        warm_start_store: Classification/regression: a folder of past projects' meta-features
+            and best configurations (`tfmeta.automodel.warm_start`; True: `~/.tfmeta/warm_start`).
+            The search first tries the best configurations of the nearest past data sets
+            (leaderboard `origin` "warm start"), then records this project's. None: off.
+        augmentation_policy: Image arrays: a `tfmeta.augmentation_search.AugmentationPolicy`
+            (or its config) in front of every trial's network and the refit, or `"search"`
+            to search one first (`tfmeta.automodel.augmentation`). None: no augmentation.
 
     A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
     trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
@@ -150,6 +157,8 @@ class AutoModel(BaseEstimator):
         refit_epochs: int | None = None,
         column_types: dict | None = None,
         search_sample: float | int | None = None,
+        warm_start_store=None,
+        augmentation_policy=None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -180,6 +189,8 @@ class AutoModel(BaseEstimator):
         self.refit_epochs = refit_epochs
         self.column_types = column_types
         self.search_sample = search_sample
+        self.warm_start_store = warm_start_store
+        self.augmentation_policy = augmentation_policy
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -210,6 +221,7 @@ class AutoModel(BaseEstimator):
         if self.task == "few_shot":
             few_shot.check_candidates(self.learners)
         supervised.check_search_sample(self.search_sample, self.task)
+        augmentation.check(self.augmentation_policy)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -277,6 +289,7 @@ class AutoModel(BaseEstimator):
             self.__dict__.pop(attribute, None)
         self.data_kind_ = kind
         self._start = time.time()
+        warm_start.prepare(self, x, y)  # the data set's meta-features, when warm-starting
         if kind in inputs_lib.RAW_KINDS:
             if self.search_sample is not None:
                 raise ValueError(f"`search_sample` is for numeric arrays; received {kind} data (search_sample="
@@ -352,5 +365,6 @@ class AutoModel(BaseEstimator):
             "class_names": self.classes_.tolist() if self.task == "classification" else None,
             "metrics": {"validation_score": self.best_score_},
             "leaderboard": self.trials_,
+            "augmentation_policy": getattr(self, "augmentation_policy_", None),
         }
         return self._family.export(self, path, meta, version)

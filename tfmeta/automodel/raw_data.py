@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import export as export_lib
-from tfmeta.automodel import fingerprint
+from tfmeta.automodel import fingerprint, warm_start
 from tfmeta.automodel.progress import TrialProgress
 
 
@@ -166,7 +166,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
         space, build_model=task.build, fit_model=fit_child, strategy=am.strategy, objective=monitor,
         max_trials=am.max_trials, max_time=am.max_time, directory=am.directory, project_name=am.project_name,
         overwrite=False, seed=am.seed, callbacks=[progress],  # `fingerprint.start_project` cleared it
-        initial_architectures=task.initial_architectures(),
+        initial_architectures=warm_start.architectures(am, space) + task.initial_architectures(),
     )
     search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search
     stop = WarmEarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
@@ -179,6 +179,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
         raise RuntimeError(f"Every trial failed or none ran ({reasons or 'no trial'}): raise `max_time` or "
                            "`max_trials`, or check the data.")
     am.trials_ = _leaderboard(search, sign, progress.seconds)
+    warm_start.finish(am, completed, sign)
     best = search.best_architecture()
     am.best_architecture_ = str(best)
     am.best_choices_ = best.as_dict()

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.automodel import inputs as inputs_lib
+from tfmeta.automodel import augmentation, warm_start
 from tfmeta.automodel.progress import TrialProgress
 
 
@@ -133,6 +134,7 @@ class _SupervisedFit:
         if am.search_sample is not None:  # search small; the refit below still trains on all of x
             x_tr, y_tr = sample_for_search(am, x_tr, y_tr, self.classification)
         am.search_examples_ = len(x_tr)
+        self.policy = augmentation.resolve(am, x_tr, y_tr, xv, yv)
         self.outputs = len(am.classes_) if self.classification else (1 if y.ndim == 1 else int(y.shape[1]))
         self.keep = am.refit and validation_data is None and not self.fresh_refit
         progress = TrialProgress(am._log, am.max_trials, am._start, self.sign, on_best=self._drop_kept_models)
@@ -150,6 +152,7 @@ class _SupervisedFit:
               "seconds": progress.seconds.get(r["trial_id"])} for r in completed),
             key=lambda t: -t["score"],
         )
+        warm_start.finish(am, completed, self.sign)
         if not am.weight_sharing:
             best_arch, best_score = search.best_architecture(), am.trials_[0]["score"]
         am.best_architecture_ = str(best_arch)
@@ -166,6 +169,7 @@ class _SupervisedFit:
             am.members_ = [am.model_]
         am.refit_time_ = time.time() - start
         self.kept = {}
+        self.policy = None  # the augmentation policy's config, images only
 
     # ----------------------------------------------------------------- children
     def _core(self, arch, num_cells: int = 1, filters: int | None = None, dropout: float = 0.0):
@@ -176,9 +180,10 @@ class _SupervisedFit:
         if self.am.task_kind_ != "image":
             return lambda shape: build_model(self.space, arch, shape, self.outputs, final_activation=activation)
         filters = filters or self.am.filters
-        return lambda shape: build_model(self.space, arch, shape, self.outputs, num_cells=num_cells, filters=filters,
-                                         num_reductions=num_reductions(shape), dropout=dropout,
+        core = lambda shape: build_model(self.space, arch, shape, self.outputs, num_cells=num_cells,  # noqa: E731
+                                         filters=filters, num_reductions=num_reductions(shape), dropout=dropout,
                                          final_activation=activation)
+        return augmentation.with_policy(core, self.policy)  # the augmentation policy (if any) in front
 
     def _compile(self, model: keras.Model, learning_rate) -> keras.Model:
         from tfmeta.training_state import build_training_state
@@ -214,6 +219,7 @@ class _SupervisedFit:
             max_trials=am.max_trials, max_time=am.max_time, directory=am.directory,
             # `overwrite=True` was done by the facade's `fingerprint.start_project`, which keeps its record.
             project_name=am.project_name, overwrite=False, seed=am.seed, callbacks=[progress],
+            initial_architectures=warm_start.architectures(am, self.space),
         )
         stop = keras.callbacks.EarlyStopping(monitor=self.monitor, patience=am.patience, restore_best_weights=True)
         with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
