@@ -143,6 +143,9 @@ def make_task(am) -> RawDataTask:
 
 def fit(am, x, y, validation_split: float, validation_data) -> None:
     """Reads, searches, refits; sets `am`'s fitted attributes."""
+    if getattr(am, "augmentation_policy", None) is not None:
+        raise ValueError(f"`augmentation_policy` applies to image arrays; `x` is {am.data_kind_.replace('_', ' ')} "
+                         "data. Pass the images as an array (N, H, W[, C]), or augmentation_policy=None.")
     task = make_task(am)
     task.prepare(x, y, validation_split, validation_data)
     fingerprint.start_project(am, fingerprint.of_raw_task(am.task, task))
