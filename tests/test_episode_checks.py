@@ -145,36 +145,19 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-@pytest.mark.xfail(strict=False, reason="the new server maps InvalidArgumentError to 400")
-def test_served_few_shot_signature_answers_bad_support_labels_with_400(exported_toy_model, tmp_path):
-    """`tfmeta serve` (started as a user would, on a free loopback port) refuses support
-    labels [1, 1, 2, 2] with HTTP 400 and the signature's message."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+def test_served_few_shot_signature_answers_bad_support_labels_with_400(exported_toy_model):
+    """`tfmeta serve` refuses support labels [1, 1, 2, 2] with HTTP 400 and the signature's
+    full message (TF Serving's error JSON)."""
+    from tfmeta.serving import make_server
 
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "tfmeta.cli", "serve", "--model-base-path", exported_toy_model[0],
-                               "--model-name", "toy", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1/models/toy"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=5).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise AssertionError(f"`tfmeta serve` did not start: {(tmp_path / 'serve.log').read_text()}")
-                time.sleep(0.5)
+    server = make_server(exported_toy_model[0], "toy", port=0)
+    with server.running():
+        url = f"http://127.0.0.1:{server.port}/v1/models/toy:predict"
         sx = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32).tolist()
         body = {"signature_name": "few_shot", "inputs": {"support_x": sx, "support_y": [1, 1, 2, 2], "query_x": sx[:2]}}
-        code, answer = _post(url + ":predict", body)
+        code, answer = _post(url, body)
         assert code == 400, (code, answer)
         assert "`support_y` must hold the integer class ids 0..N-1" in answer["error"], answer
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        body["inputs"]["support_y"] = [0, 0, 1, 1]
+        code, answer = _post(url, body)
+        assert code == 200 and np.asarray(answer["outputs"]).shape == (2, 2), (code, answer)
