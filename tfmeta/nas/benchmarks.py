@@ -41,6 +41,9 @@ TABULAR_DEFAULTS: dict[str, dict[str, Any]] = {
     "controller": {"learning_rate": 0.01, "baseline_decay": 0.9},
     "evolution": {"population_size": 20, "sample_size": 5},
     "random": {},
+    "predictor": {},
+    "pnas": {"beam_size": 10},
+    "tpe": {},
 }
 
 

@@ -1,5 +1,8 @@
 """Search strategies behind one ask/tell interface: controller RNN, regularized evolution, random.
 
+The predictor-guided (`tfmeta.nas.guided`), PNAS (`tfmeta.nas.pnas`) and TPE (`tfmeta.nas.tpe`)
+strategies live in their own modules and are created by name through `make_strategy` too.
+
 A `Strategy` proposes architectures (`propose()`) and learns from their rewards
 (`observe(arch, reward)`); higher rewards are better. It never proposes an architecture that
 was already evaluated or is being evaluated (distinct queries), keeps its whole state as JSON
@@ -299,10 +302,25 @@ class ControllerStrategy(Strategy):
 
 
 STRATEGIES = {"controller": ControllerStrategy, "evolution": EvolutionStrategy, "random": RandomStrategy}
+# Strategies in their own modules (they import this one): name -> "module:class".
+STRATEGY_MODULES = {"predictor": "tfmeta.nas.guided:PredictorStrategy", "pnas": "tfmeta.nas.pnas:PNASStrategy",
+                    "tpe": "tfmeta.nas.tpe:TPEStrategy"}
+STRATEGY_NAMES = tuple(sorted([*STRATEGIES, *STRATEGY_MODULES]))
+
+
+def strategy_class(name: str) -> type:
+    """The `Strategy` class of a strategy name."""
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if name in STRATEGY_MODULES:
+        import importlib
+
+        module, cls = STRATEGY_MODULES[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise ValueError(f"`strategy` must be one of {list(STRATEGY_NAMES)}; received {name!r}.")
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int | None = None, **kwargs: Any) -> Strategy:
-    """Creates a strategy by name: `"controller"`, `"evolution"` or `"random"`."""
-    if name not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {sorted(STRATEGIES)}; received {name!r}.")
-    return STRATEGIES[name](space, seed=seed, **kwargs)
+    """Creates a strategy by name: `"controller"`, `"evolution"`, `"random"`, `"predictor"`,
+    `"pnas"` or `"tpe"`."""
+    return strategy_class(name)(space, seed=seed, **kwargs)
