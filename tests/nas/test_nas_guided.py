@@ -116,3 +116,47 @@ def test_predictor_strategy_beats_random_on_the_table(bench):
             strategy.observe(arch, bench.accuracy(arch))
         ranks[name] = bench.rank(best)
     assert ranks["predictor"] <= 50 and 3 * ranks["predictor"] < ranks["random"], ranks
+
+
+def test_hyperparameters_are_searched_with_the_architecture_and_used_by_fit(digits, tmp_path):
+    import keras
+    import keras_tuner
+
+    from tfmeta.nas.hp_training import HyperparameterTrainer
+    from tfmeta.nas.space import Decision, SearchSpace, SpaceWithHyperparameters
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("batch_size", [16, 64])
+    hp.Float("learning_rate", 1e-3, 1e-1, sampling="log", step=10)
+    space = SpaceWithHyperparameters(SearchSpace([Decision("units", (4, 16))], name="mlp"), hp)
+    assert space.hyperparameters["learning_rate"] == pytest.approx((1e-3, 1e-2, 1e-1))
+    blocks, fill = progressive_blocks(space)
+    assert blocks[-1] == [1, 2, 3] and fill([1, 2, 1, 1], 1) == [1, 0, 0, 0]
+
+    seen = []
+
+    def build(arch, values):
+        seen.append(values)
+        return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(arch.as_dict()["units"], activation="relu"),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    trainer = HyperparameterTrainer(space, build)
+
+    class Record(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            steps.append((float(self.model.optimizer.learning_rate), float(self.model.optimizer.weight_decay),
+                          self.params["steps"]))
+
+    steps = []
+    search = ArchitectureSearch(space, build_model=trainer.build_model, fit_model=trainer.fit_model, strategy="tpe",
+                                max_trials=3, directory=str(tmp_path), project_name="hp", seed=0)
+    x, y = digits["train"]
+    search.search(x[:256], y[:256], validation_data=digits["validation"], epochs=1, verbose=0,
+                  callbacks=[Record()])
+    assert len(steps) == 3
+    for values, (lr, wd, n_steps) in zip(seen, steps):
+        assert lr == pytest.approx(values["learning_rate"]) and wd == pytest.approx(values["weight_decay"])
+        assert n_steps == 256 // values["batch_size"]
+    results = [r["architecture"] for r in search.results()]
+    assert all("hp/batch_size" in r["values"] for r in results)

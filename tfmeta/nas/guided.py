@@ -1,12 +1,13 @@
 """`PredictorStrategy`: a surrogate predictor proposes the next architecture, for any space.
 
-After `num_initial` random architectures, every proposal refits an `ArchitecturePredictor`
+After `num_initial` random architectures, the strategy refits an `ArchitecturePredictor`
 (an MLP ensemble) on all results so far, scores a pool of unseen candidates (uniform samples
 and one- or two-decision mutations of the best architectures found) by the predicted mean plus
-`exploration` times the ensemble's spread (an upper confidence bound), and proposes the best.
+`exploration` times the ensemble's spread (an upper confidence bound), and queues the best
+`batch_size` for the next proposals (a batch also keeps parallel workers busy).
 
-The strategy's state is its history and RNG; the predictor is refitted from them (see
-`tfmeta.nas.predictor`), so a resumed search proposes exactly what it would have proposed.
+The strategy's state is its history, RNG and queued batch; the predictor is refitted from
+them (see `tfmeta.nas.predictor`), so a resumed search proposes exactly what it would have proposed.
 
 Example:
 
@@ -58,6 +59,7 @@ class PredictorStrategy(Strategy):
             of the `num_parents` best architectures and their one-step neighbours).
         num_parents: Best architectures whose mutations join the candidate pool.
         exploration: Weight of the ensemble's spread in the acquisition (mean + w * std).
+        batch_size: Candidates queued per predictor fit.
         predictor_kwargs: `ArchitecturePredictor` arguments (ensemble size, width...).
         seed: Random seed.
     """
@@ -65,16 +67,19 @@ class PredictorStrategy(Strategy):
     name = "predictor"
 
     def __init__(self, space: SearchSpace, num_initial: int = 10, num_candidates: int = 500, num_parents: int = 5,
-                 exploration: float = 0.5, predictor_kwargs: dict | None = None, seed: int | None = None, **kwargs):
+                 exploration: float = 0.5, batch_size: int = 1, predictor_kwargs: dict | None = None,
+                 seed: int | None = None, **kwargs):
         super().__init__(space, seed=seed, **kwargs)
         for arg, value, low in (("num_initial", num_initial, 2), ("num_candidates", num_candidates, 0),
-                                ("num_parents", num_parents, 0)):
+                                ("num_parents", num_parents, 0), ("batch_size", batch_size, 1)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"`{arg}` must be an int >= {low}; received {value!r}.")
         self.num_initial = num_initial
         self.num_candidates = num_candidates
         self.num_parents = num_parents
         self.exploration = float(exploration)
+        self.batch_size = batch_size
+        self.batch: list[tuple] = []  # ranked by the last predictor fit, proposed next
         self.predictor_kwargs = dict(predictor_kwargs or {})
 
     def candidates(self) -> list[tuple]:
@@ -88,9 +93,13 @@ class PredictorStrategy(Strategy):
                 pool.update(mutations(self.space, m)[:: max(1, len(self.space) // 4)])
         pool.update(tuple(int(self.rng.integers(n)) for n in self.space.num_choices)
                     for _ in range(self.num_candidates))
-        return sorted(pool - seen)
+        return sorted(p for p in pool - seen if self.feasible(p))
 
     def _propose(self) -> list[int]:
+        seen = set(self.known) | self.pending
+        self.batch = [b for b in self.batch if b not in seen]
+        if self.batch:
+            return list(self.batch.pop(0))
         scored = sum(h["reward"] is not None for h in self.history)
         if scored < self.num_initial:
             return [int(self.rng.integers(n)) for n in self.space.num_choices]
@@ -99,4 +108,14 @@ class PredictorStrategy(Strategy):
         if not pool or predictor is None:
             return [int(self.rng.integers(n)) for n in self.space.num_choices]
         mean, std = predictor.predict(pool)
-        return list(pool[int(np.argmax(mean + self.exploration * std))])
+        order = np.argsort(-(mean + self.exploration * std), kind="stable")[: self.batch_size]
+        self.batch = [pool[i] for i in order]
+        self.stats["predictor_fits"] += 1
+        return list(self.batch.pop(0))
+
+    def get_state(self) -> dict:
+        return {**super().get_state(), "batch": [list(b) for b in self.batch]}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.batch = [tuple(b) for b in state.get("batch", [])]

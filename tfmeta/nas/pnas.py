@@ -15,6 +15,8 @@ are filled with a neutral default (`progressive_blocks(space)`):
   one cell; this space searches both, grown together). An undecided node reads the previous
   node on both inputs through `identity` (node 0: the cell input h[k-1]), so it only rescales
   what the decided nodes compute.
+- `SpaceWithHyperparameters`: the architecture's blocks, then one block of every training
+  hyperparameter (their first values until then).
 - Any other space: a block is one decision, filled with its first choice.
 
 After the last level every decision is set; with budget left, PNAS keeps refining: the
@@ -39,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from tfmeta.nas.guided import fitted_predictor, mutations
-from tfmeta.nas.space import MacroSpace, MicroCellSpace, SearchSpace
+from tfmeta.nas.space import MacroSpace, MicroCellSpace, SearchSpace, SpaceWithHyperparameters
 from tfmeta.nas.strategies import Strategy
 
 
@@ -50,6 +52,15 @@ def progressive_blocks(space: SearchSpace) -> tuple[list[list[int]], Callable[[l
     with every block from `b` on set to its neutral default (see the module docstring).
     """
     names = list(space.names)
+    if isinstance(space, SpaceWithHyperparameters):  # the architecture first, the hyperparameters last
+        base_blocks, base_fill = progressive_blocks(space.base)
+        n = len(space.base)
+
+        def fill(indices, b):
+            filled = base_fill(list(indices[:n]), b)
+            return filled + [c if b > len(base_blocks) else 0 for c in indices[n:]]
+
+        return [*base_blocks, list(space.hyperparameter_positions)], fill
     if isinstance(space, MacroSpace):
         zero = space.ops.index("identity") if "identity" in space.ops else 0
         blocks = [[i] for i in range(len(names))]
@@ -148,7 +159,7 @@ class PNASStrategy(Strategy):
                     candidates.update(mutations(self.space, arch))
                 self.level += 1
             candidates = sorted(candidates)
-        candidates = [c for c in dict.fromkeys(candidates) if c not in seen]
+        candidates = [c for c in dict.fromkeys(candidates) if c not in seen and self.feasible(c)]
         limit = self.max_initial if self.level == 1 else self.max_expansions
         if len(candidates) > limit:
             picks = self.rng.choice(len(candidates), size=limit, replace=False)

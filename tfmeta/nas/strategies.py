@@ -74,6 +74,14 @@ class Strategy:
         self.history: list[dict] = []  # observed, in completion order
         self.stats = collections.Counter()
         self.timings = collections.defaultdict(float)
+        # A cost known before evaluating (e.g. FLOPs): `constraint(arch) -> bool`. Proposals that
+        # fail it are rejected like duplicates (counted in `stats["infeasible"]`). Not persisted:
+        # set it again after restoring a state.
+        self.constraint = None
+
+    def feasible(self, indices) -> bool:
+        """Whether the architecture with these choice indices satisfies `constraint`."""
+        return self.constraint is None or bool(self.constraint(self.space.decode(indices)))
 
     # -- ask / tell --------------------------------------------------------------------
     def suggest(self, architectures) -> None:
@@ -101,6 +109,9 @@ class Strategy:
                 self.stats["duplicates"] += 1
                 self._on_duplicate(list(idx), self.known.get(idx))
                 continue
+            if not self.feasible(idx):
+                self.stats["infeasible"] += 1
+                continue
             self.pending.add(idx)
             self.stats["proposals"] += 1
             return self.space.decode(idx)
@@ -110,9 +121,12 @@ class Strategy:
         if len(self.known) + len(self.pending) >= self.space.size:
             return None
         self.stats["fallbacks"] += 1
-        while True:
+        attempts = 0
+        while True:  # feasible if possible: the constraint is relaxed after many rejections
+            attempts += 1
             idx = tuple(int(self.rng.integers(n)) for n in self.space.num_choices)
-            if idx not in self.known and idx not in self.pending:
+            if idx not in self.known and idx not in self.pending and (attempts > 50 * self.max_attempts
+                                                                        or self.feasible(idx)):
                 self.pending.add(idx)
                 self.stats["proposals"] += 1
                 return self.space.decode(idx)

@@ -75,6 +75,6 @@ class TPEStrategy(Strategy):
         score = sum(np.log(good[j][cand[:, j]]) - np.log(bad[j][cand[:, j]]) for j in range(len(good)))
         seen = set(self.known) | self.pending
         for i in np.argsort(-score, kind="stable"):
-            if tuple(int(c) for c in cand[i]) not in seen:
+            if tuple(int(c) for c in cand[i]) not in seen and self.feasible(cand[i]):
                 return [int(c) for c in cand[i]]
         return [int(c) for c in cand[int(np.argmax(score))]]

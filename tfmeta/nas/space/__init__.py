@@ -36,6 +36,7 @@ from tfmeta.nas.space.macro import MacroSpace
 from tfmeta.nas.space.micro import MicroCellSpace
 from tfmeta.nas.space.dense import DenseSpace
 from tfmeta.nas.space.config import space_from_config
+from tfmeta.nas.space.hyperparameters import SpaceWithHyperparameters
 
 __all__ = [
     "Architecture",
@@ -48,5 +49,6 @@ __all__ = [
     "SHORT_OP_NAMES",
     "Scalar",
     "SearchSpace",
+    "SpaceWithHyperparameters",
     "space_from_config",
 ]
