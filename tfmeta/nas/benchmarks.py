@@ -41,7 +41,7 @@ TABULAR_DEFAULTS: dict[str, dict[str, Any]] = {
     "controller": {"learning_rate": 0.01, "baseline_decay": 0.9},
     "evolution": {"population_size": 20, "sample_size": 5},
     "random": {},
-    "predictor": {},
+    "predictor": {"batch_size": 5},  # 5 proposals per predictor fit: 5x fewer fits per run
     "pnas": {"beam_size": 10},
     "tpe": {},
 }
