@@ -160,3 +160,15 @@ def test_hyperparameters_are_searched_with_the_architecture_and_used_by_fit(digi
         assert n_steps == 256 // values["batch_size"]
     results = [r["architecture"] for r in search.results()]
     assert all("hp/batch_size" in r["values"] for r in results)
+
+
+@pytest.mark.parametrize("strategy", ["pnas", "tpe"])
+def test_cli_search_runs_the_new_strategies(macro_json, capsys, strategy):
+    import json
+
+    from tfmeta.cli import main
+
+    assert main(["search", "--data", macro_json, "--strategy", strategy, "--budget", "20", "--seed", "0",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["strategy"] == strategy and result["queries"] == 20 and len(set(result["queried_archs"])) == 20
