@@ -31,7 +31,7 @@ import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 from tfmeta.nas.benchmarks import compare_strategies
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nas_macro import DEFAULT_DATA  # noqa: E402
+from nas_macro import DEFAULT_DATA, print_report  # noqa: E402
 
 STRATEGIES = ("random", "evolution", "controller", "controller_tuned=controller", "tpe", "predictor", "pnas")
 # Under the budget, proposals over it are rejected before a query; the controller gets no
@@ -65,14 +65,7 @@ def main(argv=None) -> dict:
         report["flops_budget"] = compare_strategies(args.data, args.seeds, args.budget,
                                                     tuple(args.flops_strategies.split(",")), overrides,
                                                     seed_offset=args.seed_offset, log=log, cost_reward=FLOPS_BUDGET)
-    for part in report.values():
-        for entry in part["strategies"].values():
-            entry["mean_trajectory"] = [round(v, 3) for v in entry["mean_trajectory"]]
-    text = json.dumps(report, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
+    print_report(report, args.out, parts=tuple(report))
     return report
 
 
