@@ -16,7 +16,7 @@ Example:
 
 >>> reward = CostAwareReward(target=1e6, weight=-0.07)
 >>> round(reward(0.9, 2e6), 4)            # twice the target: 0.9 * 2 ** -0.07
-0.8575
+0.8574
 >>> CostAwareReward(target=1e6, hard=True)(0.9, 5e5)
 0.9
 """
