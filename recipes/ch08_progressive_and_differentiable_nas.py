@@ -17,7 +17,7 @@ runs the ones chosen with `--sections` and writes their results to `ch08_summary
 Usage:
     python recipes/ch08_progressive_and_differentiable_nas.py [--quick] [--data PATH]
         [--seeds 50] [--budget 100] [--sections macro,flops]
-`--quick` (CI): 2 seeds x 30 queries, 2 reward weights.
+`--quick` (CI): 3 seeds x 40 queries, 2 reward weights.
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ def main(argv=None) -> dict:
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {list(SECTIONS)}")
     p.add_argument("--out-dir", default=str(REPO / "recipe_outputs"))
     args = p.parse_args(argv)
-    args.seeds = args.seeds or (2 if args.quick else 50)
-    args.budget = args.budget or (30 if args.quick else 100)
+    args.seeds = args.seeds or (3 if args.quick else 50)
+    args.budget = args.budget or (40 if args.quick else 100)
     chosen = [s for s in args.sections.split(",") if s]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:

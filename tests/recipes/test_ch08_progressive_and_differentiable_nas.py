@@ -18,9 +18,9 @@ def test_ch08_quick(run_recipe, check_plot, data_dir, tmp_path):
     assert set(macro) == {"pnas", "predictor", "tpe", "controller", "evolution", "random"}
     for name, entry in macro.items():
         curve = entry["mean_best_rank_by_query"]
-        assert len(curve) == 30 and all(a >= b for a, b in zip(curve, curve[1:])), name  # best-so-far
+        assert len(curve) == 40 and all(a >= b for a, b in zip(curve, curve[1:])), name  # best-so-far
         assert curve[-1] == np.mean(entry["best_ranks"])
-    # The model-based strategies beat random search already at 30 queries.
+    # The model-based strategies beat random search already at 40 queries.
     assert macro["tpe"]["median_best_rank"] < macro["random"]["median_best_rank"]
     assert macro["predictor"]["median_best_rank"] < macro["random"]["median_best_rank"]
 
@@ -38,6 +38,6 @@ def test_ch08_quick(run_recipe, check_plot, data_dir, tmp_path):
             dominated = any(v["flops"] <= s["flops"] and v["mean_acc"] > s["accuracy"] for v in bench.table.values())
             assert not (s["on_front"] and dominated)
     ranks = flops["hard_budget"]["feasible_ranks"]
-    assert len(ranks) == 2 and all(r is not None for r in ranks)
+    assert len(ranks) == 3 and all(r is not None for r in ranks)
     for name in ("ch08_best_rank.png", "ch08_flops_front.png"):
         check_plot(out / name)
