@@ -16,7 +16,7 @@ runs the ones chosen with `--sections` and writes their results to `ch08_summary
 
 Usage:
     python recipes/ch08_progressive_and_differentiable_nas.py [--quick] [--data PATH]
-        [--seeds 50] [--budget 100] [--sections macro,flops]
+        [--seeds 50] [--budget 100] [--front-seeds 10] [--sections macro,flops]
 `--quick` (CI): 3 seeds x 40 queries, 2 reward weights.
 """
 
@@ -112,7 +112,7 @@ def section_flops(args, out: Path) -> dict:
     soft = []
     for w in weights:
         reward = CostAwareReward(target=target, weight=w)
-        for seed in range(args.seeds):
+        for seed in range(args.front_seeds):
             r = run_tabular_search("nasbench-macro", args.data, "predictor", args.budget, seed,
                                    cost_reward={"cost": "flops", "target": target, "weight": w})
             best = max(r["queried_archs"], key=lambda k: reward(bench.table[k]["mean_acc"], bench.table[k]["flops"]))
@@ -157,11 +157,13 @@ def main(argv=None) -> dict:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="nas-bench-macro_cifar10.json")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--budget", type=int, default=None)
+    p.add_argument("--front-seeds", type=int, default=None, help="searches per reward weight (flops section)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {list(SECTIONS)}")
     p.add_argument("--out-dir", default=str(REPO / "recipe_outputs"))
     args = p.parse_args(argv)
     args.seeds = args.seeds or (3 if args.quick else 50)
     args.budget = args.budget or (40 if args.quick else 100)
+    args.front_seeds = args.front_seeds or (args.seeds if args.quick else 10)
     chosen = [s for s in args.sections.split(",") if s]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
