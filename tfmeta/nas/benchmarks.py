@@ -34,11 +34,14 @@ BENCHMARKS = ("nasbench-macro",)
 # Strategy settings used for NAS-Bench-Macro (100 queries, 6,561 architectures). ENAS
 # defaults are in ControllerRNN (LSTM 64, tanh 1.1, entropy 1e-4, baseline decay 0.99, lr
 # 0.0035); for this small space and budget a controller that learns faster and forgets old
-# rewards sooner finds top-10 architectures more often. The candidates were compared on seeds
-# 0-19 with `benchmarks/nas_macro.py --seeds 20 --strategies controller --controller '{...}'`
-# and the choice is reported on seeds 0-49 by the same script. Rewards are mean_acc in percent.
+# rewards sooner finds top-10 architectures more often, and ENAS's macro-search logit range
+# (tanh constant 2.5) lets it commit to the best layers (it then re-samples known architectures
+# more often, each a REINFORCE step without a query, so a run takes longer). The candidates
+# were compared on seeds 0-19 with `benchmarks/nas_macro.py --seeds 20 --strategies controller
+# --controller '{...}'` and the choice is reported on seeds 0-49 by
+# `benchmarks/nas_strategies.py` (docs/results.md). Rewards are mean_acc in percent.
 TABULAR_DEFAULTS: dict[str, dict[str, Any]] = {
-    "controller": {"learning_rate": 0.01, "baseline_decay": 0.9},
+    "controller": {"learning_rate": 0.01, "baseline_decay": 0.9, "tanh_constant": 2.5},
     "evolution": {"population_size": 20, "sample_size": 5},
     "random": {},
     "predictor": {"batch_size": 5},  # 5 proposals per predictor fit: 5x fewer fits per run
