@@ -172,3 +172,34 @@ def test_cli_search_runs_the_new_strategies(macro_json, capsys, strategy):
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["strategy"] == strategy and result["queries"] == 20 and len(set(result["queried_archs"])) == 20
+
+
+@pytest.mark.slow
+def test_pnas_resumes_after_a_killed_process(bench, macro_json, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("nas_search_script.py")
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    env["PYTHONPATH"] = str(repo)
+
+    def run(*extra):
+        return subprocess.run([sys.executable, str(script), macro_json, str(tmp_path), "pnas", "pnas", "10", *extra],
+                              capture_output=True, text=True, timeout=240, cwd=repo, env=env)
+
+    killed = run("--kill-after", "4")
+    assert killed.returncode == 17, killed.stderr[-2000:]
+    first = [line.split()[1] for line in killed.stdout.splitlines() if line.startswith("RAN ")]
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    second = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("RAN ")]
+    # The same 10 architectures, in the same order, as a search that was never interrupted.
+    uninterrupted = []
+    search = ArchitectureSearch(bench.space, evaluate=lambda a: uninterrupted.append(str(a)) or bench.accuracy(a),
+                                strategy="pnas", objective="accuracy", max_trials=10,
+                                directory=str(tmp_path / "ref"), project_name="pnas", seed=0)
+    search.search(verbose=0)
+    assert len(first) == 4 and first + second == uninterrupted
