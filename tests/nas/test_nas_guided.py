@@ -203,3 +203,40 @@ def test_pnas_resumes_after_a_killed_process(bench, macro_json, tmp_path):
                                 directory=str(tmp_path / "ref"), project_name="pnas", seed=0)
     search.search(verbose=0)
     assert len(first) == 4 and first + second == uninterrupted
+
+
+@pytest.mark.slow
+def test_pnas_chief_and_two_workers(bench, macro_json, tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    base = {**os.environ, "PYTHONPATH": str(repo), "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": str(port)}
+    cmd = [sys.executable, str(Path(__file__).with_name("nas_search_script.py")), macro_json, str(tmp_path), "dist",
+           "pnas", "12", "--sleep", "0.3"]
+    procs = {t: subprocess.Popen(cmd, env={**base, "KERASTUNER_TUNER_ID": t}, cwd=repo, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for t in ("chief", "tuner0", "tuner1")}
+    outputs = {}
+    try:
+        for tuner_id, proc in procs.items():
+            out, err = proc.communicate(timeout=240)
+            outputs[tuner_id] = out
+            assert proc.returncode == 0, f"{tuner_id} failed:\n{err[-3000:]}"
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    ran = [line.split()[1] for t in ("tuner0", "tuner1") for line in outputs[t].splitlines() if line.startswith("RAN ")]
+    assert len(ran) == 12 == len(set(ran))
+    state = json.loads((tmp_path / "dist" / "oracle.json").read_text())["strategy"]
+    # The chief's PNAS saw every worker's result and grew past the first layer.
+    assert sorted(str(bench.space.decode(h["indices"])) for h in state["history"]) == sorted(ran)
+    assert state["levels"][0]["evaluated"] == 3 and state["level"] >= 2
