@@ -42,15 +42,22 @@ def main(argv=None) -> dict:
     report = compare_strategies(args.data, args.seeds, args.budget, tuple(args.strategies.split(",")), overrides,
                                 seed_offset=args.seed_offset,
                      log=lambda m: print(m, file=sys.stderr, flush=True))
-    slim = json.loads(json.dumps(report))
-    for entry in slim["strategies"].values():
-        entry["mean_trajectory"] = [round(v, 3) for v in entry["mean_trajectory"]]
-    text = json.dumps(slim, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
+    print_report(report, args.out)
     return report
+
+
+def print_report(report: dict, out: str | None = None, parts: tuple = ()) -> None:
+    """Prints a `compare_strategies` report (or the reports under the keys `parts`) as JSON,
+    trajectories rounded, and also writes it to `out` when given."""
+    slim = json.loads(json.dumps(report))
+    for part in [slim[p] for p in parts] or [slim]:
+        for entry in part["strategies"].values():
+            entry["mean_trajectory"] = [round(v, 3) for v in entry["mean_trajectory"]]
+    text = json.dumps(slim, indent=1)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="Run a NAS strategy against a tabular benchmark.")
     p.add_argument("--benchmark", default="nasbench-macro", choices=["nasbench-macro"])
     p.add_argument("--data", required=True, help="Path of nas-bench-macro_cifar10.json (or its folder).")
-    p.add_argument("--strategy", default="controller", choices=["controller", "evolution", "random"])
+    p.add_argument("--strategy", default="controller",
+                   choices=["controller", "evolution", "random", "predictor", "pnas", "tpe"])
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

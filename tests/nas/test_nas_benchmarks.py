@@ -41,7 +41,9 @@ def test_result_contract(macro_json, bench, strategy):
 
 def test_controller_finds_better_architectures_than_random(macro_json):
     seeds = range(6)
-    ctrl = [run_tabular_search("nasbench-macro", macro_json, "controller", 100, s)["best_rank"] for s in seeds]
+    # ENAS's tanh constant 1.1: the tabular default 2.5 finds more, but re-samples longer.
+    fast = {"tanh_constant": 1.1}
+    ctrl = [run_tabular_search("nasbench-macro", macro_json, "controller", 100, s, fast)["best_rank"] for s in seeds]
     rand = [run_tabular_search("nasbench-macro", macro_json, "random", 100, s)["best_rank"] for s in seeds]
     assert sum(r <= 10 for r in ctrl) >= 3
     assert sum(r <= 10 for r in ctrl) > sum(r <= 10 for r in rand)

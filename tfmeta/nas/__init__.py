@@ -21,8 +21,15 @@ Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light)
   temperature, tanh logit clipping; ENAS defaults).
 - `strategies`: `ControllerStrategy`, `EvolutionStrategy` (regularized evolution),
   `RandomStrategy` behind one ask/tell interface.
+- `predictor`: `ArchitecturePredictor`, an MLP-ensemble surrogate (architecture -> score).
+- `guided`: `PredictorStrategy` (the predictor proposes the next architectures); `pnas`:
+  `PNASStrategy` (progressive growth, the predictor ranks the expansions); `tpe`: `TPEStrategy`.
+- `cost`: MnasNet's cost-aware rewards (`CostAwareReward`, `CostAwareMetric`, `count_flops`).
+- `hp_training`: `HyperparameterTrainer`, applying the training hyperparameters of a
+  `SpaceWithHyperparameters` in each trial's compile and fit.
 - `oracles`: the strategies as KerasTuner oracles (`ControllerOracle`, `EvolutionOracle`,
-  `RandomArchitectureOracle`): resumable, distributable with KerasTuner's chief/workers.
+  `RandomArchitectureOracle`, `PredictorOracle`, `PNASOracle`, `TPEOracle`): resumable,
+  distributable with KerasTuner's chief/workers.
 - `search`: `ArchitectureSearch`, the facade (train children with `build_model` or score
   them with any `evaluate` function).
 - `supernet`: the ENAS supernet: `SharedCell`, `SharedCellNetwork` (one network, the child
@@ -57,6 +64,7 @@ _LAZY = {
     "MacroSpace": "space",
     "DenseSpace": "space",
     "LayerwiseSpace": "space",
+    "SpaceWithHyperparameters": "space",
     "Architecture": "space",
     "space_from_config": "space",
     "OPS": "operations",
@@ -73,6 +81,16 @@ _LAZY = {
     "EvolutionStrategy": "strategies",
     "RandomStrategy": "strategies",
     "make_strategy": "strategies",
+    "PredictorStrategy": "guided",
+    "PNASStrategy": "pnas",
+    "TPEStrategy": "tpe",
+    "ArchitecturePredictor": "predictor",
+    "CostAwareReward": "cost",
+    "CostAwareMetric": "cost",
+    "HyperparameterTrainer": "hp_training",
+    "PredictorOracle": "oracles",
+    "PNASOracle": "oracles",
+    "TPEOracle": "oracles",
     "ArchitectureOracle": "oracles",
     "ControllerOracle": "oracles",
     "EvolutionOracle": "oracles",
@@ -88,7 +106,7 @@ _LAZY = {
 _SUBMODULES = {
     "space", "operations", "cells", "builders", "controller", "strategies", "oracles", "search",
     "supernet", "checkpoint", "enas", "benchmarks", "digits", "darts", "layerwise_builder",
-    "transfer",
+    "transfer", "predictor", "guided", "pnas", "tpe", "cost", "hp_training",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

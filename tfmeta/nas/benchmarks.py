@@ -34,13 +34,19 @@ BENCHMARKS = ("nasbench-macro",)
 # Strategy settings used for NAS-Bench-Macro (100 queries, 6,561 architectures). ENAS
 # defaults are in ControllerRNN (LSTM 64, tanh 1.1, entropy 1e-4, baseline decay 0.99, lr
 # 0.0035); for this small space and budget a controller that learns faster and forgets old
-# rewards sooner finds top-10 architectures more often. The candidates were compared on seeds
-# 0-19 with `benchmarks/nas_macro.py --seeds 20 --strategies controller --controller '{...}'`
-# and the choice is reported on seeds 0-49 by the same script. Rewards are mean_acc in percent.
+# rewards sooner finds top-10 architectures more often, and ENAS's macro-search logit range
+# (tanh constant 2.5) lets it commit to the best layers (it then re-samples known architectures
+# more often, each a REINFORCE step without a query, so a run takes longer). The candidates
+# were compared on seeds 0-19 with `benchmarks/nas_macro.py --seeds 20 --strategies controller
+# --controller '{...}'` and the choice is reported on seeds 0-49 by
+# `benchmarks/nas_strategies.py` (docs/results.md). Rewards are mean_acc in percent.
 TABULAR_DEFAULTS: dict[str, dict[str, Any]] = {
-    "controller": {"learning_rate": 0.01, "baseline_decay": 0.9},
+    "controller": {"learning_rate": 0.01, "baseline_decay": 0.9, "tanh_constant": 2.5},
     "evolution": {"population_size": 20, "sample_size": 5},
     "random": {},
+    "predictor": {"batch_size": 5},  # 5 proposals per predictor fit: 5x fewer fits per run
+    "pnas": {"beam_size": 10},
+    "tpe": {},
 }
 
 
@@ -101,6 +107,22 @@ class NASBenchMacro:
         """1-based rank of an accuracy among all architectures (ties share the best rank)."""
         return int(np.sum(self._sorted_accs > accuracy + 1e-9)) + 1
 
+    def cost(self, arch: Architecture, name: str) -> float:
+        """A cost of an architecture from the table: `"flops"` or `"params"`."""
+        entry = self.query(arch)
+        if name not in ("flops", "params") or name not in entry:
+            raise ValueError(f"`cost` must be 'flops' or 'params' (table entries); received {name!r}.")
+        return float(entry[name])
+
+    def median_cost(self, name: str) -> float:
+        """The median of a cost over the whole table (the constrained search's budget)."""
+        return float(np.median([v[name] for v in self.table.values()]))
+
+    def rank_within_budget(self, accuracy: float, cost: str, budget: float) -> int:
+        """1-based rank of an accuracy among the architectures whose `cost` is within `budget`."""
+        accs = np.array([v["mean_acc"] for v in self.table.values() if v[cost] <= budget])
+        return int(np.sum(accs > accuracy + 1e-9)) + 1
+
     def top_k_threshold(self, k: int) -> float:
         """The mean accuracy of the k-th best architecture."""
         return float(self._sorted_accs[k - 1])
@@ -142,6 +164,7 @@ def run_tabular_search(
     budget: int,
     seed: int,
     strategy_kwargs: Mapping[str, Any] | None = None,
+    cost_reward: Mapping[str, Any] | None = None,
 ) -> dict:
     """Runs one search strategy against a tabular benchmark.
 
@@ -153,6 +176,11 @@ def run_tabular_search(
         seed: Seed of the strategy.
         strategy_kwargs: Overrides of `TABULAR_DEFAULTS[strategy]` (e.g. controller
             `learning_rate`, `temperature`, `entropy_weight`, `tanh_constant`).
+        cost_reward: A cost-aware reward (`tfmeta.nas.cost.CostAwareReward`) instead of the
+            accuracy: `{"cost": "flops" | "params", "target": number or "median", "weight":
+            w, "hard": bool}`. The result then also holds `best_feasible_arch`,
+            `best_feasible_accuracy` and `feasible_rank` (rank among the architectures within
+            the target; with `hard`, the budget).
 
     Returns:
         A JSON-ready dict: `best_arch` (the 8-digit key), `best_accuracy` (mean test accuracy
@@ -182,15 +210,27 @@ def run_tabular_search(
         search = make_strategy(strategy, bench.space, seed=int(seed), **_reused_controller(bench.space, kwargs))
     else:
         search = make_strategy(strategy, bench.space, seed=int(seed), **kwargs)
+    reward_fn, cost_name, cost_config = _cost_reward(bench, cost_reward)
+    if reward_fn is not None and reward_fn.hard:
+        # The table's costs are known before a query (like FLOPs from an architecture), so a
+        # hard budget also filters the proposals; the reward still penalises any overrun.
+        search.constraint = lambda arch: bench.cost(arch, cost_name) <= reward_fn.target
     trajectory: list[float] = []
     queried: list[str] = []
     best_acc, best_arch = -np.inf, None
+    feasible_acc, feasible_arch = -np.inf, None
     for _ in range(min(int(budget), len(bench))):
         arch = search.propose()
         if arch is None:
             break
         acc = bench.accuracy(arch)
-        search.observe(arch, acc)
+        if reward_fn is None:
+            search.observe(arch, acc)
+        else:
+            cost = bench.cost(arch, cost_name)
+            search.observe(arch, reward_fn(acc, cost))
+            if reward_fn.within_budget(cost) and acc > feasible_acc:
+                feasible_acc, feasible_arch = acc, arch
         queried.append(str(arch))
         if acc > best_acc:
             best_acc, best_arch = acc, arch
@@ -212,6 +252,12 @@ def run_tabular_search(
         "strategy_kwargs": kwargs,
         "wall_time_s": wall,
     }
+    if reward_fn is not None:
+        result["cost_reward"] = cost_config
+        result["best_feasible_arch"] = None if feasible_arch is None else str(feasible_arch)
+        result["best_feasible_accuracy"] = None if feasible_arch is None else float(feasible_acc)
+        result["feasible_rank"] = (None if feasible_arch is None
+                                   else bench.rank_within_budget(feasible_acc, cost_name, reward_fn.target))
     if strategy == "controller":
         # Medians: robust to the one-off TF tracing of a fresh controller and to CPU contention.
         result["ms_per_sample"] = 1000.0 * float(np.median(search.sample_times))
@@ -220,43 +266,87 @@ def run_tabular_search(
     return result
 
 
+def _cost_reward(bench: NASBenchMacro, config: Mapping[str, Any] | None):
+    """`(CostAwareReward or None, cost name, resolved config)` of a `cost_reward` argument."""
+    if config is None:
+        return None, None, None
+    from tfmeta.nas.cost import CostAwareReward
+
+    config = dict(config)
+    unknown = set(config) - {"cost", "target", "weight", "hard", "over_budget_weight"}
+    if unknown:
+        raise ValueError(f"`cost_reward` has unknown keys {sorted(unknown)}; expected cost, target, weight, hard.")
+    cost = config.pop("cost", "flops")
+    target = config.pop("target", "median")
+    if target == "median":
+        target = bench.median_cost(cost)
+    bench.cost(bench.space.decode([0] * len(bench.space)), cost)  # validates the cost name
+    reward = CostAwareReward(target=target, **config)
+    return reward, cost, {"cost": cost, **reward.get_config()}
+
+
+def summarize_runs(runs: list[dict]) -> dict:
+    """Statistics of `run_tabular_search` results of one strategy over seeds.
+
+    `top10_rate`, `top1_rate`, `median_best_rank`, `mean_best_accuracy` (percent),
+    `best_ranks`, `mean_trajectory` (mean best-so-far accuracy after each query),
+    `mean_samples_per_run`; for the controller `ms_per_sample`, `ms_per_update`; with a cost
+    reward `feasible_top10_rate` (a top-10 architecture within the budget found) and
+    `median_feasible_rank`.
+    """
+    ranks = np.array([r["best_rank"] for r in runs])
+    width = min(len(r["trajectory"]) for r in runs)
+    trajs = np.array([r["trajectory"][:width] for r in runs])
+    entry = {
+        "top10_rate": float(np.mean(ranks <= 10)),
+        "top1_rate": float(np.mean(ranks <= 1)),
+        "median_best_rank": float(np.median(ranks)),
+        "mean_best_accuracy": float(np.mean([r["best_accuracy"] for r in runs])),
+        "best_ranks": ranks.tolist(),
+        "mean_trajectory": trajs.mean(axis=0).tolist(),
+        "mean_samples_per_run": float(np.mean([r["samples"] for r in runs])),
+    }
+    if runs[0]["strategy"] == "controller":
+        entry["ms_per_sample"] = float(np.median([r["ms_per_sample"] for r in runs]))
+        entry["ms_per_update"] = float(np.median([r["ms_per_update"] for r in runs]))
+    if "feasible_rank" in runs[0]:
+        feasible = np.array([np.inf if r["feasible_rank"] is None else r["feasible_rank"] for r in runs])
+        entry["feasible_top10_rate"] = float(np.mean(feasible <= 10))
+        entry["median_feasible_rank"] = float(np.median(feasible))
+        entry["feasible_ranks"] = [None if not np.isfinite(f) else int(f) for f in feasible]
+    return entry
+
+
 def compare_strategies(data: str, seeds: int, budget: int, strategies=("controller", "evolution", "random"),
-            overrides: dict | None = None, seed_offset: int = 0, log=None) -> dict:
+            overrides: dict | None = None, seed_offset: int = 0, log=None,
+            cost_reward: Mapping[str, Any] | None = None) -> dict:
     """Runs every strategy for `seeds` seeds (`seed_offset ...`) of `budget` queries each.
 
+    `strategies` holds names, or `label=name` entries to run one strategy under several
+    settings (e.g. `"controller_tuned=controller"` with `overrides["controller_tuned"]`).
+
     Returns:
-        `{"config": {...}, "strategies": {name: {"top10_rate", "top1_rate",
-        "median_best_rank", "mean_best_accuracy" (percent), "best_ranks", "mean_trajectory"
-        (mean best-so-far accuracy after each query), "settings", "wall_time_s", and for the
-        controller "ms_per_sample", "ms_per_update"}}}`.
+        `{"config": {...}, "strategies": {label: {"settings", "wall_time_s", and the
+        statistics of `summarize_runs`}}}`.
     """
     bench = load_benchmark("nasbench-macro", data)
     report = {"config": {"benchmark": "nasbench-macro", "data": data, "seeds": seeds, "budget": budget,
                          "architectures": len(bench), "rank_by": "mean_acc", "accuracy_units": "percent",
                          "top10_threshold": bench.top_k_threshold(10)},
               "strategies": {}}
-    for name in strategies:
-        kwargs = {**TABULAR_DEFAULTS[name], **(overrides or {}).get(name, {})}
+    if cost_reward is not None:
+        report["config"]["cost_reward"] = _cost_reward(bench, cost_reward)[2]
+    for item in strategies:
+        label, _, name = item.partition("=")
+        name = name or label
+        kwargs = {**TABULAR_DEFAULTS[name], **(overrides or {}).get(label, {})}
         t0 = time.perf_counter()
-        runs = [run_tabular_search("nasbench-macro", data, name, budget, seed_offset + s, kwargs) for s in range(seeds)]
-        ranks = np.array([r["best_rank"] for r in runs])
-        trajs = np.array([r["trajectory"] for r in runs])
-        entry = {
-            "settings": kwargs,
-            "top10_rate": float(np.mean(ranks <= 10)),
-            "top1_rate": float(np.mean(ranks <= 1)),
-            "median_best_rank": float(np.median(ranks)),
-            "mean_best_accuracy": float(np.mean([r["best_accuracy"] for r in runs])),
-            "best_ranks": ranks.tolist(),
-            "mean_trajectory": trajs.mean(axis=0).tolist(),
-            "mean_samples_per_run": float(np.mean([r["samples"] for r in runs])),
-            "wall_time_s": time.perf_counter() - t0,
-        }
-        if name == "controller":
-            entry["ms_per_sample"] = float(np.median([r["ms_per_sample"] for r in runs]))
-            entry["ms_per_update"] = float(np.median([r["ms_per_update"] for r in runs]))
-        report["strategies"][name] = entry
+        runs = [run_tabular_search("nasbench-macro", data, name, budget, seed_offset + s, kwargs, cost_reward)
+                for s in range(seeds)]
+        entry = {"strategy": name, "settings": kwargs, **summarize_runs(runs), "wall_time_s": time.perf_counter() - t0}
+        report["strategies"][label] = entry
         if log:
-            log(f"{name}: top10 {entry['top10_rate']:.2f}, median rank {entry['median_best_rank']}, "
+            extra = f", feasible top10 {entry['feasible_top10_rate']:.2f}" if cost_reward is not None else ""
+            log(f"{label}: top10 {entry['top10_rate']:.2f}, median rank {entry['median_best_rank']}{extra}, "
                 f"{entry['wall_time_s']:.1f}s")
     return report

@@ -43,7 +43,7 @@ from keras_tuner.src.engine.oracle import synchronized
 
 from tfmeta.nas import trial_files
 from tfmeta.nas.space import Architecture, SearchSpace, space_from_config
-from tfmeta.nas.strategies import Strategy, make_strategy
+from tfmeta.nas.strategies import STRATEGY_NAMES, Strategy, make_strategy
 
 
 class ArchitectureOracle(keras_tuner.Oracle):
@@ -281,13 +281,41 @@ class RandomArchitectureOracle(ArchitectureOracle):
         super().__init__(space, "random", objective=objective, max_trials=max_trials, seed=seed, **kwargs)
 
 
-ORACLES = {"controller": ControllerOracle, "evolution": EvolutionOracle, "random": RandomArchitectureOracle}
+class PredictorOracle(ArchitectureOracle):
+    """Predictor-guided search oracle (`tfmeta.nas.guided.PredictorStrategy`)."""
+
+    def __init__(self, space: SearchSpace, objective: Any = "val_accuracy", max_trials: int = 10,
+                 seed: int | None = None, oracle_kwargs: dict | None = None, **strategy_kwargs: Any):
+        super().__init__(space, "predictor", objective=objective, max_trials=max_trials, seed=seed,
+                         strategy_kwargs=strategy_kwargs, **(oracle_kwargs or {}))
+
+
+class PNASOracle(ArchitectureOracle):
+    """Progressive search oracle (`tfmeta.nas.pnas.PNASStrategy`: levels, beam, predictor)."""
+
+    def __init__(self, space: SearchSpace, objective: Any = "val_accuracy", max_trials: int = 10,
+                 seed: int | None = None, oracle_kwargs: dict | None = None, **strategy_kwargs: Any):
+        super().__init__(space, "pnas", objective=objective, max_trials=max_trials, seed=seed,
+                         strategy_kwargs=strategy_kwargs, **(oracle_kwargs or {}))
+
+
+class TPEOracle(ArchitectureOracle):
+    """Tree-structured Parzen estimator oracle (`tfmeta.nas.tpe.TPEStrategy`)."""
+
+    def __init__(self, space: SearchSpace, objective: Any = "val_accuracy", max_trials: int = 10,
+                 seed: int | None = None, oracle_kwargs: dict | None = None, **strategy_kwargs: Any):
+        super().__init__(space, "tpe", objective=objective, max_trials=max_trials, seed=seed,
+                         strategy_kwargs=strategy_kwargs, **(oracle_kwargs or {}))
+
+
+ORACLES = {"controller": ControllerOracle, "evolution": EvolutionOracle, "random": RandomArchitectureOracle,
+           "predictor": PredictorOracle, "pnas": PNASOracle, "tpe": TPEOracle}
 
 
 def make_oracle(strategy: str, space: SearchSpace, objective: Any, max_trials: int, seed: int | None = None,
                 **strategy_kwargs: Any) -> ArchitectureOracle:
     """Creates the oracle of a strategy name with its strategy arguments."""
-    if strategy not in ORACLES:
-        raise ValueError(f"`strategy` must be one of {sorted(ORACLES)}; received {strategy!r}.")
+    if strategy not in STRATEGY_NAMES:
+        raise ValueError(f"`strategy` must be one of {list(STRATEGY_NAMES)}; received {strategy!r}.")
     return ArchitectureOracle(space, strategy, objective=objective, max_trials=max_trials, seed=seed,
                               strategy_kwargs=strategy_kwargs)

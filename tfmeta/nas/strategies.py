@@ -1,5 +1,8 @@
 """Search strategies behind one ask/tell interface: controller RNN, regularized evolution, random.
 
+The predictor-guided (`tfmeta.nas.guided`), PNAS (`tfmeta.nas.pnas`) and TPE (`tfmeta.nas.tpe`)
+strategies live in their own modules and are created by name through `make_strategy` too.
+
 A `Strategy` proposes architectures (`propose()`) and learns from their rewards
 (`observe(arch, reward)`); higher rewards are better. It never proposes an architecture that
 was already evaluated or is being evaluated (distinct queries), keeps its whole state as JSON
@@ -72,6 +75,14 @@ class Strategy:
         self.history: list[dict] = []  # observed, in completion order
         self.stats = collections.Counter()
         self.timings = collections.defaultdict(float)
+        # A cost known before evaluating (e.g. FLOPs): `constraint(arch) -> bool`. Proposals that
+        # fail it are rejected like duplicates (counted in `stats["infeasible"]`). Not persisted:
+        # set it again after restoring a state.
+        self.constraint = None
+
+    def feasible(self, indices) -> bool:
+        """Whether the architecture with these choice indices satisfies `constraint`."""
+        return self.constraint is None or bool(self.constraint(self.space.decode(indices)))
 
     # -- ask / tell --------------------------------------------------------------------
     def suggest(self, architectures) -> None:
@@ -99,6 +110,9 @@ class Strategy:
                 self.stats["duplicates"] += 1
                 self._on_duplicate(list(idx), self.known.get(idx))
                 continue
+            if not self.feasible(idx):
+                self.stats["infeasible"] += 1
+                continue
             self.pending.add(idx)
             self.stats["proposals"] += 1
             return self.space.decode(idx)
@@ -108,9 +122,12 @@ class Strategy:
         if len(self.known) + len(self.pending) >= self.space.size:
             return None
         self.stats["fallbacks"] += 1
-        while True:
+        attempts = 0
+        while True:  # feasible if possible: the constraint is relaxed after many rejections
+            attempts += 1
             idx = tuple(int(self.rng.integers(n)) for n in self.space.num_choices)
-            if idx not in self.known and idx not in self.pending:
+            if idx not in self.known and idx not in self.pending and (attempts > 50 * self.max_attempts
+                                                                        or self.feasible(idx)):
                 self.pending.add(idx)
                 self.stats["proposals"] += 1
                 return self.space.decode(idx)
@@ -304,10 +321,25 @@ class ControllerStrategy(Strategy):
 
 
 STRATEGIES = {"controller": ControllerStrategy, "evolution": EvolutionStrategy, "random": RandomStrategy}
+# Strategies in their own modules (they import this one): name -> "module:class".
+STRATEGY_MODULES = {"predictor": "tfmeta.nas.guided:PredictorStrategy", "pnas": "tfmeta.nas.pnas:PNASStrategy",
+                    "tpe": "tfmeta.nas.tpe:TPEStrategy"}
+STRATEGY_NAMES = tuple(sorted([*STRATEGIES, *STRATEGY_MODULES]))
+
+
+def strategy_class(name: str) -> type:
+    """The `Strategy` class of a strategy name."""
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if name in STRATEGY_MODULES:
+        import importlib
+
+        module, cls = STRATEGY_MODULES[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise ValueError(f"`strategy` must be one of {list(STRATEGY_NAMES)}; received {name!r}.")
 
 
 def make_strategy(name: str, space: SearchSpace, seed: int | None = None, **kwargs: Any) -> Strategy:
-    """Creates a strategy by name: `"controller"`, `"evolution"` or `"random"`."""
-    if name not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {sorted(STRATEGIES)}; received {name!r}.")
-    return STRATEGIES[name](space, seed=seed, **kwargs)
+    """Creates a strategy by name: `"controller"`, `"evolution"`, `"random"`, `"predictor"`,
+    `"pnas"` or `"tpe"`."""
+    return strategy_class(name)(space, seed=seed, **kwargs)

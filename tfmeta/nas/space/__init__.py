@@ -39,6 +39,7 @@ from tfmeta.nas.space.micro import MicroCellSpace
 from tfmeta.nas.space.dense import DenseSpace
 from tfmeta.nas.space.layerwise import LayerwiseSpace
 from tfmeta.nas.space.config import space_from_config
+from tfmeta.nas.space.hyperparameters import SpaceWithHyperparameters
 
 __all__ = [
     "Architecture",
@@ -52,5 +53,6 @@ __all__ = [
     "SHORT_OP_NAMES",
     "Scalar",
     "SearchSpace",
+    "SpaceWithHyperparameters",
     "space_from_config",
 ]
