@@ -32,7 +32,7 @@ from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
 
 TASKS = ("classification", "regression", "few_shot", "similarity")
-STRATEGIES = ("controller", "evolution", "random")
+STRATEGIES = ("controller", "evolution", "random", "predictor", "pnas", "tpe")
 TRAIN_PATHS = ("trial", "uniform")
 _FAMILIES = {"classification": supervised, "regression": supervised, "few_shot": few_shot,
              "similarity": similarity}
@@ -50,7 +50,8 @@ class AutoModel(BaseEstimator):
             on the validation split; for few-shot/similarity, epochs of `steps_per_epoch`.
         max_time: Wall-clock budget in seconds for the search, or None. No trial starts after
             it; the best trial so far is kept.
-        strategy: NAS strategy: `"controller"` (REINFORCE RNN), `"evolution"` or `"random"`.
+        strategy: NAS strategy: `"controller"` (REINFORCE RNN), `"evolution"`, `"random"`,
+            `"predictor"` (surrogate-guided), `"pnas"` (progressive) or `"tpe"`.
         seed: Seed that makes a run repeatable.
         directory: Where searches persist their trials (KerasTuner layout).
         project_name: Sub-folder of `directory` for this search.

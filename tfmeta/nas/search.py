@@ -292,7 +292,7 @@ class ArchitectureSearch:
         space: The search space.
         build_model: `arch -> keras.Model` (training objective). Exclusive with `evaluate`.
         evaluate: `arch -> float | dict` (any objective). Exclusive with `build_model`.
-        strategy: `"controller"`, `"evolution"` or `"random"`.
+        strategy: `"controller"`, `"evolution"`, `"random"`, `"predictor"`, `"pnas"` or `"tpe"`.
         objective: KerasTuner objective: a metric name (`"val_accuracy"`; direction inferred)
             or `keras_tuner.Objective(name, direction)`.
         max_trials: Total number of trials (distinct architectures) in the project.
