@@ -29,6 +29,7 @@ from sklearn.exceptions import NotFittedError
 from tfmeta.automodel import few_shot, raw_data, similarity, supervised
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
+from tfmeta.nas.distribution import check_strategy
 
 TASKS = ("classification", "regression", "few_shot", "similarity")
 STRATEGIES = ("controller", "evolution", "random")
@@ -91,6 +92,11 @@ class AutoModel(BaseEstimator):
             count if larger (tables, text and image folders: the best trial's best epoch count).
         column_types: Tables: `{column: kind}` overriding the inferred kinds (`"numeric"`,
             `"categorical"`, `"datetime"`, `"text"`, `"ignore"`); see `summary()`.
+        distribution_strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy()`
+            over a machine's GPUs): every trial, the refit and the few-shot candidates are
+            built and trained under it (KerasTuner's `distribution_strategy`). For a search
+            over several processes or machines (KerasTuner's chief/worker mode), see
+            `tfmeta.automodel.distributed` and docs/scale-out.md.
 
     A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
     trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
@@ -106,6 +112,9 @@ class AutoModel(BaseEstimator):
     `raw_task_` (what was read: for a table its column specs, `raw_task_.specs`) and
     `best_choices_` (the best trial's encodings, widths and training settings); the
     leaderboard also lists failed trials (`status`, `error`). `data_kind_` says which.
+    Classification/regression also set `search_role_`: `"local"`, or in KerasTuner's
+    chief/worker mode `"chief"` (refits and holds the model) or `"worker"` (its `fit` ends after
+    its trials, with `worker_trials_` and no model).
     """
 
     def __init__(
@@ -138,6 +147,7 @@ class AutoModel(BaseEstimator):
         refit_filters: int | None = None,
         refit_epochs: int | None = None,
         column_types: dict | None = None,
+        distribution_strategy=None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -167,6 +177,7 @@ class AutoModel(BaseEstimator):
         self.refit_filters = refit_filters
         self.refit_epochs = refit_epochs
         self.column_types = column_types
+        self.distribution_strategy = distribution_strategy
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -196,8 +207,12 @@ class AutoModel(BaseEstimator):
                              "received refit=False.")
         if self.task == "few_shot":
             few_shot.check_candidates(self.learners)
+        check_strategy(self.distribution_strategy)
 
     def _check_fitted(self) -> None:
+        if getattr(self, "search_role_", None) == "worker":
+            raise NotFittedError("This AutoModel ran trials as a KerasTuner worker: the chief process "
+                                 "holds the fitted model (refit, predict and export there).")
         if not hasattr(self, "model_"):
             # scikit-learn's NotFittedError (a ValueError and an AttributeError), as its estimators raise.
             raise NotFittedError("This AutoModel is not fitted yet: call `fit` before using it.")
@@ -259,7 +274,7 @@ class AutoModel(BaseEstimator):
             raise ValueError("`validation_data` is for task='classification' or 'regression'; "
                              f"task={self.task!r} holds out `validation_split` of the classes.")
         keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
-        for attribute in ("raw_task_", "input_shape_", "preprocessing_", "classes_"):  # a re-fit starts afresh
+        for attribute in ("raw_task_", "input_shape_", "preprocessing_", "classes_", "search_role_"):  # a re-fit starts afresh
             self.__dict__.pop(attribute, None)
         self.data_kind_ = kind
         self._start = time.time()

@@ -30,7 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import export as export_lib
+from tfmeta.automodel.distributed import finish_worker
 from tfmeta.automodel.progress import TrialProgress
+from tfmeta.nas.distribution import strategy_scope
 
 
 class FailOnNaN(keras.callbacks.Callback):
@@ -152,7 +154,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
     space = task.space()
     progress = TrialProgress(am._log, am.max_trials, am._start, sign)
 
-    def fit_child(arch, model, *args, **kwargs):
+    def fit_child(arch, model, *args, **kwargs):  # runs in the scope of `distribution_strategy`
         size = task.batch_size(arch)
         data = task.dataset("search", size, shuffle=True)  # the dataset shuffles itself
         _build_training_state(model, data)
@@ -164,13 +166,15 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
         space, build_model=task.build, fit_model=fit_child, strategy=am.strategy, objective=monitor,
         max_trials=am.max_trials, max_time=am.max_time, directory=am.directory, project_name=am.project_name,
         overwrite=am.overwrite, seed=am.seed, callbacks=[progress],
-        initial_architectures=task.initial_architectures(),
+        initial_architectures=task.initial_architectures(), distribution_strategy=am.distribution_strategy,
     )
     search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search
     stop = WarmEarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
     start = time.time()
     search.search(epochs=am.epochs, callbacks=[stop, FailOnNaN()], verbose=0)
     am.search_time_ = time.time() - start
+    if finish_worker(am, progress):
+        return
     completed = search.completed()
     if not completed:
         reasons = "; ".join(f"trial {r['trial']}: {r['error']}" for r in _failed(search))
@@ -260,15 +264,17 @@ def _refit(am, task: RawDataTask, search) -> None:
     arch = Architecture.from_config(ranked[0]["architecture"])
     epochs = refit_epochs(am, task, arch, search.oracle.get_trial(ranked[0]["trial_id"]))
     keras.utils.set_random_seed(0 if am.seed is None else int(am.seed))
-    model = task.build(arch)
-    data = task.dataset("all", task.batch_size(arch), shuffle=True)
-    _build_training_state(model, data)
-    model.fit(data, epochs=epochs, shuffle=False, verbose=0, callbacks=[FailOnNaN()])
+    with strategy_scope(am.distribution_strategy):  # the refit trains under the search's strategy
+        model = task.build(arch)
+        data = task.dataset("all", task.batch_size(arch), shuffle=True)
+        _build_training_state(model, data)
+        model.fit(data, epochs=epochs, shuffle=False, verbose=0, callbacks=[FailOnNaN()])
     am.refit_epochs_ = epochs
     am.members_ = [model]
-    if am.ensemble and len(ranked) > 1:
+    if am.ensemble and len(ranked) > 1:  # KerasTuner loads it under the strategy itself
         am.members_.append(_trial_model(search, ranked[1]["trial_id"]))
-    am.model_ = task.serving_model(am.members_[0] if len(am.members_) == 1 else average(task, am.members_))
+    with strategy_scope(am.distribution_strategy):
+        am.model_ = task.serving_model(am.members_[0] if len(am.members_) == 1 else average(task, am.members_))
     what = " + the second-best trial's model, averaged" if len(am.members_) > 1 else ""
     am._log(f"[refit] best configuration on all {task.rows} rows for {epochs} epochs{what}  "
             f"elapsed={time.time() - am._start:.0f}s")
