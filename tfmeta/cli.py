@@ -1,4 +1,4 @@
-"""The `tfmeta` command line: quickstart, oneshot-eval, ensemble, search, serve.
+"""The `tfmeta` command line: quickstart, oneshot-eval, ensemble, search, serve, check-export.
 
 Run `tfmeta --help` or `tfmeta COMMAND --help`.
 """
@@ -79,6 +79,16 @@ def _serve(args) -> int:
     return 0
 
 
+def _check_export(args) -> int:
+    from dataclasses import asdict
+
+    from tfmeta.xla_check import check_export, format_report
+
+    checks = check_export(args.model)
+    print(json.dumps([asdict(c) for c in checks]) if args.json else format_report(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning and AutoML for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(fn=_serve)
+
+    p = sub.add_parser("check-export", help="Compile every signature of a SavedModel with XLA (the TPU check); "
+                                            "exit status 1 if one fails.")
+    p.add_argument("model", help="SavedModel version dir, or a base dir (newest version).")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_check_export)
     return parser
 
 

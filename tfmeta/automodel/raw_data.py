@@ -290,10 +290,23 @@ def average(task: RawDataTask, members: list) -> keras.Model:
 
 
 # ------------------------------------------------------------------- predict, evaluate, export
+def predict_batch(model: keras.Model, inputs) -> np.ndarray:
+    """The model's outputs for one batch of model inputs.
+
+    Keras's `predict_on_batch` gives a model built under a strategy of several replicas the
+    whole batch on every replica and concatenates their outputs (each row several times);
+    `predict` splits the batch between them.
+    """
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        rows = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+        return np.asarray(model.predict(inputs, batch_size=max(1, rows), verbose=0))
+    return np.asarray(model.predict_on_batch(inputs))
+
+
 def predict_proba(am, x, support=None) -> np.ndarray:
     if support is not None:
         raise ValueError(f"`support` is for task='few_shot'; this AutoModel has task={am.task!r}.")
-    outputs = [np.asarray(am.model_.predict_on_batch(batch)) for batch in am.raw_task_.predict_batches(x)]
+    outputs = [predict_batch(am.model_, batch) for batch in am.raw_task_.predict_batches(x)]
     return np.concatenate(outputs) if outputs else np.empty((0, len(getattr(am, "classes_", [0]))))
 
 
@@ -307,7 +320,7 @@ def predict(am, x, support=None) -> np.ndarray:
 def evaluate(am, x, y, episodes: int | None = None) -> dict:
     outputs, truths = [], []
     for inputs, truth in am.raw_task_.evaluation_batches(x, y):
-        outputs.append(np.asarray(am.model_.predict_on_batch(inputs)))
+        outputs.append(predict_batch(am.model_, inputs))
         truths.append(truth)
     if not outputs:
         raise ValueError("`y` has no target value to evaluate against: every target is missing.")
