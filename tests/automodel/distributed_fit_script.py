@@ -99,8 +99,8 @@ def main():
                   directory=args.directory, project_name=args.project, distribution_strategy=strategy)
     if args.data == "digits":
         x, x_test, y, y_test = digits()
-        am = tfmeta.AutoModel(epochs=2, batch_size=64, filters=8, space=MicroCellSpace(num_nodes=2),
-                              refit_epochs=2, **common).fit(x, y)
+        am = tfmeta.AutoModel(epochs=3, batch_size=64, filters=8, space=MicroCellSpace(num_nodes=2),
+                              learning_rate=3e-3, refit_epochs=4, **common).fit(x, y)
         score = am.score(x_test, y_test) if am.search_role_ != "worker" else None
     else:
         train, test = table()
