@@ -3,8 +3,9 @@
 A TPU runs only what XLA compiles, with static shapes. `check_export(path)` loads a tfmeta
 SavedModel, gives every signature concrete inputs (each unknown dimension set to a small
 size) and compiles it with `tf.function(jit_compile=True)` (XLA's compiler on the CPU, the
-same front end as the TPU's: an op without an XLA kernel, or a shape that depends on data,
-fails here as it would there). Each signature gets one of three verdicts:
+same front end as the TPU's: an op without an XLA kernel fails here as it would there; a shape
+read from the data is specialised to the sample's values by the just-in-time compiler, so
+keep shapes static, as the learners' pipelines do). Each signature gets one of three verdicts:
 
 - `"compiles"`: the whole signature runs under XLA.
 - `"host preprocessing"`: the signature takes strings (raw table columns, raw text, encoded
@@ -28,6 +29,7 @@ serving_default compiles None
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -73,9 +75,14 @@ def sample_value(spec: tf.TensorSpec, size: int = SIZE) -> tf.Tensor:
 
 
 def _short(error: Exception, limit: int = 300) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = next((line for line in lines if "XLA" in line or "compile" in line.lower()), lines[0] if lines else "")
-    return f"{type(error).__name__}: {text}"[:limit]
+    """The unsupported ops named by an XLA error (`"unsupported: HistogramFixedWidth"`), or
+    its first line."""
+    text = str(error)
+    ops = sorted(set(re.findall(r"No registered '(\w+)' OpKernel for XLA", text)))
+    if ops:
+        return f"unsupported by XLA: {', '.join(ops)}"[:limit]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:limit]
 
 
 def _compile(fn, inputs: dict) -> str | None:
