@@ -94,15 +94,35 @@ def _compile(fn, inputs: dict) -> str | None:
         return _short(error)
 
 
+def _body(signature):
+    """`(graph, inputs)`: the graph a loaded signature runs (the function its one call op
+    calls: ExportArchive's signatures wrap the traced endpoint) and, for each of that graph's
+    inputs, its value source: an index into the signature's own inputs, or a captured handle."""
+    from tensorflow.python.framework import function_def_to_graph  # no public API reads a body
+
+    arguments = {t.ref(): i for i, t in enumerate(signature.inputs[: len(_input_specs(signature))])}
+    captured = {internal.ref(): external for external, internal in signature.graph.captures}
+    calls = [op for op in signature.graph.get_operations() if op.type in ("StatefulPartitionedCall", "PartitionedCall")]
+    if len(calls) != 1:
+        return signature.graph, [(t, arguments.get(t.ref(), captured.get(t.ref()))) for t in signature.graph.inputs]
+    call = calls[0]
+    library = {f.signature.name: f for f in signature.graph.as_graph_def().library.function}
+    graph = function_def_to_graph.function_def_to_graph(library[call.get_attr("f").name],
+                                                        input_shapes=[t.shape for t in call.inputs])
+    return graph, [(inner, arguments.get(outer.ref(), captured.get(outer.ref())))
+                   for inner, outer in zip(graph.inputs, call.inputs)]
+
+
 def _numeric_part(signature):
     """`(fn, inputs)`: the signature's graph from the first numeric tensors computed from its
     string inputs to its outputs, as a function, and the values those tensors take for sample
     inputs (computed by the host part of the same graph). None when there is no such part."""
     from tensorflow.python.eager import wrap_function  # pruning a graph: no public API does it
 
-    strings = {t.ref() for t in signature.inputs if t.dtype == tf.string}
+    graph, sources = _body(signature)
+    strings = {t.ref() for t, _ in sources if t.dtype == tf.string}
     boundary = []
-    for op in signature.graph.get_operations():  # in topological order
+    for op in graph.get_operations():  # in topological order
         if not any(t.ref() in strings for t in op.inputs):
             continue
         for out in op.outputs:
@@ -110,16 +130,17 @@ def _numeric_part(signature):
                 strings.add(out.ref())
             elif out.dtype.is_numeric or out.dtype.is_bool:
                 boundary.append(out)
-    outputs = tf.nest.flatten(signature.outputs)
-    if not boundary or not outputs:
+    if not boundary or not graph.outputs:
         return None
-    graph = wrap_function.WrappedFunction(signature.graph, variable_holder=wrap_function.VariableHolder())
-    feeds = [t for t in signature.inputs if t.dtype != tf.resource][: len(_input_specs(signature))]
-    host = graph.prune(feeds=feeds, fetches=boundary)
-    values = host(*[sample_value(tf.TensorSpec(t.shape, t.dtype)) for t in feeds])
-    numeric = graph.prune(feeds=boundary, fetches=outputs)
-    return (lambda **kw: numeric(*[kw[f"t{i}"] for i in range(len(boundary))]),
-            {f"t{i}": v for i, v in enumerate(values)})
+    samples = [sample_value(spec) for spec in _input_specs(signature)]
+    feeds = [t for t, _ in sources]
+    values = [samples[source] if isinstance(source, int) else source for _, source in sources]
+    wrapped = wrap_function.WrappedFunction(graph, variable_holder=wrap_function.VariableHolder())
+    at_boundary = wrapped.prune(feeds=feeds, fetches=boundary)(*values)
+    handles = [(t, v) for (t, source), v in zip(sources, values) if not isinstance(source, int)]
+    numeric = wrapped.prune(feeds=boundary + [t for t, _ in handles], fetches=list(graph.outputs))
+    inputs = {f"t{i}": v for i, v in enumerate(list(at_boundary) + [v for _, v in handles])}
+    return (lambda **kw: numeric(*[kw[f"t{i}"] for i in range(len(kw))]), inputs)
 
 
 def _input_specs(signature) -> list:
