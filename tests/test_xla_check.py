@@ -62,14 +62,23 @@ def test_an_op_without_xla_kernel_fails_and_strings_are_host_preprocessing(tmp_p
     def strings(words):
         return {"y": layer(tf.one_hot(lookup(words), 3))}
 
+    def strings_then_histogram(words):
+        return {"y": tf.histogram_fixed_width(tf.cast(lookup(words), tf.float32), [0.0, 3.0], nbins=3)}
+
     path = export_endpoints(str(tmp_path / "m"), [layer, lookup], {
         "serving_default": (histogram, [tf.TensorSpec([None, 3], tf.float32, name="x")]),
         "words": (strings, [tf.TensorSpec([None], tf.string, name="words")]),
+        "words_histogram": (strings_then_histogram, [tf.TensorSpec([None], tf.string, name="words")]),
     }, {"task": "test"})
     checks = {c.signature: c for c in check_export(path)}
     assert checks["serving_default"].status == FAILS and not checks["serving_default"].ok
     assert checks["serving_default"].reason == "unsupported by XLA: HistogramFixedWidth"
-    assert checks["words"].status == HOST and checks["words"].ok
+    # Strings: the lookup runs on the host; the numbers it gives feed a part that XLA compiles,
+    # or not.
+    assert (checks["words"].status, checks["words"].numeric, checks["words"].ok) == (HOST, COMPILES, True)
+    histogram = checks["words_histogram"]
+    assert (histogram.status, histogram.numeric, histogram.ok) == (HOST, FAILS, False)
+    assert histogram.numeric_reason == "unsupported by XLA: HistogramFixedWidth"
 
     from tfmeta.cli import main
 

@@ -130,16 +130,18 @@ def _numeric_part(signature):
                 strings.add(out.ref())
             elif out.dtype.is_numeric or out.dtype.is_bool:
                 boundary.append(out)
-    if not boundary or not graph.outputs:
+    fetches = [t for t in graph.outputs if t.dtype.is_numeric or t.dtype.is_bool]  # not e.g. class names
+    if not boundary or not fetches:
         return None
     samples = [sample_value(spec) for spec in _input_specs(signature)]
     feeds = [t for t, _ in sources]
     values = [samples[source] if isinstance(source, int) else source for _, source in sources]
     wrapped = wrap_function.WrappedFunction(graph, variable_holder=wrap_function.VariableHolder())
     at_boundary = wrapped.prune(feeds=feeds, fetches=boundary)(*values)
-    handles = [(t, v) for (t, source), v in zip(sources, values) if not isinstance(source, int)]
-    numeric = wrapped.prune(feeds=boundary + [t for t, _ in handles], fetches=list(graph.outputs))
-    inputs = {f"t{i}": v for i, v in enumerate(list(at_boundary) + [v for _, v in handles])}
+    # Fed to the numeric part besides the boundary: the numeric inputs and the captured handles.
+    others = [(t, v) for (t, source), v in zip(sources, values) if t.dtype != tf.string]
+    numeric = wrapped.prune(feeds=boundary + [t for t, _ in others], fetches=fetches)
+    inputs = {f"t{i}": v for i, v in enumerate(list(at_boundary) + [v for _, v in others])}
     return (lambda **kw: numeric(*[kw[f"t{i}"] for i in range(len(kw))]), inputs)
 
 
