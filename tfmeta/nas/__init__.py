@@ -79,7 +79,7 @@ _LAZY = {
 }
 _SUBMODULES = {
     "space", "operations", "cells", "builders", "controller", "strategies", "oracles", "search",
-    "supernet", "checkpoint", "enas", "benchmarks", "digits",
+    "supernet", "checkpoint", "enas", "benchmarks", "digits", "distribution",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

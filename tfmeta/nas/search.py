@@ -25,8 +25,10 @@ own `on_trial_end` hook (`TrialCallbacks`); a tuner of your own mixes `TrialCall
 Distributed: run the same script in several processes with KerasTuner's environment
 variables (`KERASTUNER_TUNER_ID=chief|tuner0|tuner1...`, `KERASTUNER_ORACLE_IP`,
 `KERASTUNER_ORACLE_PORT`). The chief serves the oracle (its `search()` blocks until the
-workers are done); workers run trials. Results are read on the chief or in a later
-(non-distributed) process with the same directory.
+workers are done); workers run trials, each under its own `distribution_strategy` if given
+(`tfmeta.nas.distribution.search_role()` says which process this is). Results are read on the
+chief or in a later (non-distributed) process with the same directory. docs/scale-out.md
+shows the commands.
 
 Example:
 
