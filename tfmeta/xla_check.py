@@ -9,7 +9,7 @@ keep shapes static, as the learners' pipelines do). Each signature gets one of t
 
 - `"compiles"`: the whole signature runs under XLA.
 - `"host preprocessing"`: the signature takes strings (raw table columns, raw text, encoded
-  images). String ops (`StringLookup`, `TextVectorization`, parsing, decoding) have no XLA
+  images) or returns them (class names). String ops (`StringLookup`, `TextVectorization`, parsing, decoding) have no XLA
   kernels on any device: on a TPU they run on the host CPU, which feeds the device. The
   numeric part behind them (the graph from the first numeric tensors computed from the
   strings to the outputs) is then compiled alone; `numeric` says whether it compiles.
@@ -105,10 +105,13 @@ def _body(signature):
     calls = [op for op in signature.graph.get_operations() if op.type in ("StatefulPartitionedCall", "PartitionedCall")]
     if len(calls) != 1:
         return signature.graph, [(t, arguments.get(t.ref(), captured.get(t.ref()))) for t in signature.graph.inputs]
+    from tensorflow.python.eager import context
+
     call = calls[0]
+    name = call.get_attr("f").name
     library = {f.signature.name: f for f in signature.graph.as_graph_def().library.function}
-    graph = function_def_to_graph.function_def_to_graph(library[call.get_attr("f").name],
-                                                        input_shapes=[t.shape for t in call.inputs])
+    definition = library[name] if name in library else context.context().get_function_def(name)
+    graph = function_def_to_graph.function_def_to_graph(definition, input_shapes=[t.shape for t in call.inputs])
     return graph, [(inner, arguments.get(outer.ref(), captured.get(outer.ref())))
                    for inner, outer in zip(graph.inputs, call.inputs)]
 
@@ -120,18 +123,13 @@ def _numeric_part(signature):
     from tensorflow.python.eager import wrap_function  # pruning a graph: no public API does it
 
     graph, sources = _body(signature)
-    strings = {t.ref() for t, _ in sources if t.dtype == tf.string}
-    boundary = []
-    for op in graph.get_operations():  # in topological order
-        if not any(t.ref() in strings for t in op.inputs):
-            continue
-        for out in op.outputs:
-            if out.dtype == tf.string:
-                strings.add(out.ref())
-            elif out.dtype.is_numeric or out.dtype.is_bool:
-                boundary.append(out)
+    # Host ops take strings; the boundary is what they give the numeric ops (those taking none).
+    host = {op.name for op in graph.get_operations() if any(t.dtype == tf.string for t in op.inputs)}
+    boundary = [out for op in graph.get_operations() if op.name in host for out in op.outputs
+                if (out.dtype.is_numeric or out.dtype.is_bool) and out.dtype != tf.resource
+                and any(consumer.name not in host for consumer in out.consumers())]
     fetches = [t for t in graph.outputs if t.dtype.is_numeric or t.dtype.is_bool]  # not e.g. class names
-    if not boundary or not fetches:
+    if not fetches:
         return None
     samples = [sample_value(spec) for spec in _input_specs(signature)]
     feeds = [t for t, _ in sources]
@@ -152,12 +150,16 @@ def _input_specs(signature) -> list:
 def check_signature(name: str, signature) -> SignatureCheck:
     """Compiles one loaded signature (see the module docstring)."""
     specs = _input_specs(signature)
-    if any(spec.dtype == tf.string for spec in specs):
-        check = SignatureCheck(name, HOST, "string inputs: preprocessing runs on the host CPU")
+    string_outputs = [key for key, out in signature.structured_outputs.items() if out.dtype == tf.string]
+    if any(spec.dtype == tf.string for spec in specs) or string_outputs:
+        reason = "string inputs: preprocessing runs on the host CPU"
+        if not any(spec.dtype == tf.string for spec in specs):
+            reason = f"string outputs ({', '.join(string_outputs)}): looked up on the host CPU"
+        check = SignatureCheck(name, HOST, reason)
         try:
             part = _numeric_part(signature)
         except Exception as error:  # noqa: BLE001
-            check.numeric_reason = f"numeric part not separated from the SavedModel ({type(error).__name__})"
+            check.numeric_reason = f"numeric part not separated from the SavedModel ({_short(error, 150)})"
             return check
         if part is not None:
             numeric, values = part

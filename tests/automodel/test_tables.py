@@ -79,7 +79,8 @@ def test_the_export_takes_one_raw_input_per_column(table_model, tmp_path):
     am, train = table_model
     path = am.export(str(tmp_path / "table"))
     [check] = check_export(path)  # raw columns: the string preprocessing runs on the host CPU
-    assert (check.signature, check.status, check.numeric) == ("serving_default", "host preprocessing", "compiles")
+    # (The numeric part behind the date parsing is not always cut out: then `numeric` is None.)
+    assert (check.signature, check.status, check.ok) == ("serving_default", "host preprocessing", True), check
     meta = json.loads((tmp_path / "table" / "1" / "tfmeta.json").read_text())
     columns = {c["name"]: c for c in meta["input_spec"]["columns"]}
     # three plans and "missing", which is a category of its own when training saw it
