@@ -1,4 +1,4 @@
-"""The `tfmeta` command line: quickstart, oneshot-eval, ensemble, search, serve.
+"""The `tfmeta` command line: quickstart, oneshot-eval, ensemble, search, serve, check-export.
 
 Run `tfmeta --help` or `tfmeta COMMAND --help`.
 """
@@ -72,6 +72,16 @@ def _serve(args) -> int:
     return serve(args)
 
 
+def _check_export(args) -> int:
+    from dataclasses import asdict
+
+    from tfmeta.xla_check import check_export, format_report
+
+    checks = check_export(args.model)
+    print(json.dumps([asdict(c) for c in checks]) if args.json else format_report(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmeta", description="Meta-learning and AutoML for Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="Serve exports with TF Serving's REST and gRPC APIs.")
     add_serve_arguments(p)
     p.set_defaults(fn=_serve)
+
+    p = sub.add_parser("check-export", help="Compile every signature of a SavedModel with XLA (the TPU check); "
+                                            "exit status 1 if one fails.")
+    p.add_argument("model", help="SavedModel version dir, or a base dir (newest version).")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_check_export)
     return parser
 
 

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from tfmeta.xla_check import check_export
 from tfmeta.fewshot.ensemble import temper
 
 
@@ -117,6 +118,7 @@ def test_few_shot_export_matches_predict(few_shot_model, digits, tmp_path):
     x, y = digits
     sx, sy = _support(x, y, [7, 8, 9], 2, np.random.default_rng(1))
     path = few_shot_model.export(str(tmp_path / "fs"))
+    assert all(c.status == "compiles" for c in check_export(path))  # XLA-ready
     fn = tf.saved_model.load(path).signatures["few_shot"]
     out = fn(support_x=tf.constant(sx), support_y=tf.constant(sy.astype(np.int32)), query_x=tf.constant(x[:20]))
     np.testing.assert_allclose(out["probabilities"].numpy(), few_shot_model.predict_proba(x[:20], support=(sx, sy)), rtol=1e-5, atol=1e-6)

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from tfmeta.xla_check import check_export
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,8 @@ def test_export_gives_the_same_predictions_without_tfmeta(fitted_wine, wine, tmp
     _, x_te, _, _ = wine
     path = fitted_wine.export(str(tmp_path / "wine"))
     assert os.path.basename(path) == "1"
+    [check] = check_export(path)  # XLA-ready but for the class names it returns, looked up on the host
+    assert (check.status, check.numeric) == ("host preprocessing", "compiles"), check
     np.save(tmp_path / "x.npy", x_te)
     script = textwrap.dedent(f"""
         import sys, numpy as np, tensorflow as tf
@@ -123,6 +126,7 @@ def test_regression_on_a_table(tmp_path):
     am.fit(x[:240], y[:240])
     assert am.score(x[240:], y[240:]) > 0.8  # R^2
     path = am.export(str(tmp_path / "reg"))
+    assert {c.signature: c.status for c in check_export(path)} == {"serving_default": "compiles"}  # XLA-ready
     out = tf.saved_model.load(path).signatures["serving_default"](x=tf.constant(x[240:]))["values"].numpy()
     np.testing.assert_allclose(out, am.predict(x[240:]), rtol=1e-5, atol=1e-5)
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 import tfmeta
+from tfmeta.xla_check import check_export
 
 POSITIVE = ["great", "lovely", "excellent", "tasty", "friendly", "superb"]
 NEGATIVE = ["awful", "rude", "bland", "cold", "terrible", "slow"]
@@ -33,7 +34,9 @@ def test_text_is_learned_and_served_raw(tmp_path):
     am.fit(x + [None], np.append(y, 1))  # a missing text is the empty string
     test_x, test_y = reviews(200, seed=1)
     assert am.score(test_x, test_y) > 0.9
-    signature = tf.saved_model.load(am.export(str(tmp_path / "text"))).signatures["serving_default"]
+    path = am.export(str(tmp_path / "text"))
+    assert [(c.signature, c.status) for c in check_export(path)] == [("serving_default", "host preprocessing")]
+    signature = tf.saved_model.load(path).signatures["serving_default"]
     served = signature(text=tf.constant(test_x[:8]))
     np.testing.assert_allclose(served["probabilities"].numpy(), am.predict_proba(test_x[:8]), atol=1e-6)
     with pytest.raises(TypeError, match="must hold only strings"):
@@ -62,7 +65,11 @@ def test_an_image_folder_streams_and_the_export_takes_any_size_or_bytes(tmp_path
     assert am.raw_task_.folder.load_size[0] < 40 and list(am.classes_) == ["class0", "class1", "class2"]
     held_out = make_folder(str(tmp_path / "held_out"), classes=3, per_class=6, seed=1)
     assert am.evaluate(held_out)["accuracy"] > 0.6
-    loaded = tf.saved_model.load(am.export(str(tmp_path / "export")))
+    path = am.export(str(tmp_path / "export"))
+    checks = {c.signature: (c.status, c.ok) for c in check_export(path)}  # bytes and names: on the host
+    assert checks == {"serving_bytes": ("host preprocessing", True),
+                      "serving_default": ("host preprocessing", True)}, checks
+    loaded = tf.saved_model.load(path)
     files = sorted(os.path.join(held_out, "class1", f) for f in os.listdir(os.path.join(held_out, "class1")))[:3]
     raw = np.asarray(Image.open(files[0]), dtype="float32")[None]  # the user's own size
     served = loaded.signatures["serving_default"](images=tf.constant(raw))["probabilities"].numpy()

@@ -21,6 +21,7 @@ from tfmeta.data.digits import load_digits_splits
 from tfmeta.export import read_metadata
 from tfmeta.nas.cells import Cell
 from tfmeta.nas.space import MicroCellSpace
+from tfmeta.xla_check import check_export
 
 LOAD = """
 import sys
@@ -70,6 +71,7 @@ def test_search_alone_retrains_deeper_learns_and_exports(splits, tmp_path, capsy
     accuracy = am.score(x_test, y_test)
     assert accuracy > 0.4  # chance is 0.1: the retrained model learned
     path = am.export(str(tmp_path / "sm"))
+    assert {c.signature: c.status for c in check_export(path)} == {"serving_default": "compiles"}  # XLA-ready
     assert read_metadata(path)["architecture"] == am.best_architecture_
     np.save(tmp_path / "x.npy", x_test[:32])
     subprocess.run([sys.executable, "-c", LOAD, path, str(tmp_path / "x.npy"), str(tmp_path / "p.npy"),

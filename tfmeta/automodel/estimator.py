@@ -30,6 +30,7 @@ from sklearn.exceptions import NotFittedError
 from tfmeta.automodel import augmentation, few_shot, fingerprint, raw_data, similarity, supervised, warm_start
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel.preprocessing import Preprocessing
+from tfmeta.nas.distribution import check_strategy
 
 TASKS = ("classification", "regression", "few_shot", "similarity")
 STRATEGIES = ("controller", "evolution", "random", "predictor", "pnas", "tpe")
@@ -109,6 +110,11 @@ class AutoModel(BaseEstimator):
         augmentation_policy: Image arrays: a `tfmeta.augmentation_search.AugmentationPolicy`
             (or its config) in front of every trial's network and the refit, or `"search"`
             to search one first (`tfmeta.automodel.augmentation`). None: no augmentation.
+        distribution_strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy()`
+            over a machine's GPUs): every trial, the refit and the few-shot candidates are
+            built and trained under it (KerasTuner's `distribution_strategy`). For a search
+            over several processes or machines (KerasTuner's chief/worker mode), see
+            `tfmeta.automodel.distributed` and docs/scale-out.md.
 
     A refit model built afresh (deeper or wider cells, or after a weight-sharing search)
     trains with a cosine-decayed learning rate and dropout 0.1 before its classifier; at the
@@ -125,6 +131,9 @@ class AutoModel(BaseEstimator):
     `raw_task_` (what was read: for a table its column specs, `raw_task_.specs`) and
     `best_choices_` (the best trial's encodings, widths and training settings); the
     leaderboard also lists failed trials (`status`, `error`). `data_kind_` says which.
+    Classification/regression also set `search_role_`: `"local"`, or in KerasTuner's
+    chief/worker mode `"chief"` (refits and holds the model) or `"worker"` (its `fit` ends after
+    its trials, with `worker_trials_` and no model).
     """
 
     def __init__(
@@ -160,6 +169,7 @@ class AutoModel(BaseEstimator):
         search_sample: float | int | None = None,
         warm_start_store=None,
         augmentation_policy=None,
+        distribution_strategy=None,
     ):
         self.task = task
         self.max_trials = max_trials
@@ -192,6 +202,7 @@ class AutoModel(BaseEstimator):
         self.search_sample = search_sample
         self.warm_start_store = warm_start_store
         self.augmentation_policy = augmentation_policy
+        self.distribution_strategy = distribution_strategy
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -223,8 +234,12 @@ class AutoModel(BaseEstimator):
             few_shot.check_candidates(self.learners)
         supervised.check_search_sample(self.search_sample, self.task)
         augmentation.check(self.augmentation_policy)
+        check_strategy(self.distribution_strategy)
 
     def _check_fitted(self) -> None:
+        if getattr(self, "search_role_", None) == "worker":
+            raise NotFittedError("This AutoModel ran trials as a KerasTuner worker: the chief process "
+                                 "holds the fitted model (refit, predict and export there).")
         if not hasattr(self, "model_"):
             # scikit-learn's NotFittedError (a ValueError and an AttributeError), as its estimators raise.
             raise NotFittedError("This AutoModel is not fitted yet: call `fit` before using it.")
@@ -286,7 +301,7 @@ class AutoModel(BaseEstimator):
             raise ValueError("`validation_data` is for task='classification' or 'regression'; "
                              f"task={self.task!r} holds out `validation_split` of the classes.")
         keras.utils.set_random_seed(0 if self.seed is None else int(self.seed))
-        for attribute in ("raw_task_", "input_shape_", "preprocessing_", "classes_"):  # a re-fit starts afresh
+        for attribute in ("raw_task_", "input_shape_", "preprocessing_", "classes_", "search_role_"):  # a re-fit starts afresh
             self.__dict__.pop(attribute, None)
         self.data_kind_ = kind
         self._start = time.time()

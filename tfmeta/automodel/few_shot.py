@@ -27,6 +27,7 @@ from tfmeta.automodel.preprocessing import Preprocessing
 from tfmeta.automodel.progress import progress_line
 from tfmeta.data import EpisodeSampler, PairSampler
 from tfmeta.data.validation import check_support_set
+from tfmeta.nas.distribution import strategy_scope
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -129,7 +130,8 @@ def fit(am, x, y, validation_split, validation_data=None) -> None:
         if am.max_time is not None and time.time() - am._start > am.max_time:
             break
         t0 = time.time()
-        learner = CANDIDATES[name](am.preprocessing_, xt, yt, am.ways, am.shots, steps, am.seed or 0)
+        with strategy_scope(am.distribution_strategy):  # the learner's variables under the strategy
+            learner = CANDIDATES[name](am.preprocessing_, xt, yt, am.ways, am.shots, steps, am.seed or 0)
         result = learner.evaluate_episodes(xv, yv, ways=am.ways, shots=am.shots, queries=queries, episodes=100, seed=1)
         trial = {"trial": i, "learner": name, "architecture": name, "score": result["accuracy"],
                  "ci95": result["ci95"], "seconds": time.time() - t0}

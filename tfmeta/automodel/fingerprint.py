@@ -39,6 +39,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from tfmeta.nas.distribution import search_role
+
 FINGERPRINT_FILE = "tfmeta_fingerprint.json"
 #: Rows hashed into the `sample` field at most.
 SAMPLE_ROWS = 256
@@ -116,6 +118,8 @@ def start_project(am, fingerprint: dict) -> None:
     directory = project_dir(am)
     path = os.path.join(directory, FINGERPRINT_FILE)
     if am.overwrite:
+        if search_role() == "worker":  # the chief owns the shared project; a worker only adds trials
+            return
         shutil.rmtree(directory, ignore_errors=True)
     elif os.path.exists(path):
         try:

@@ -31,7 +31,9 @@ import tensorflow as tf
 
 from tfmeta import export as export_lib
 from tfmeta.automodel import fingerprint, warm_start
+from tfmeta.automodel.distributed import finish_worker
 from tfmeta.automodel.progress import TrialProgress
+from tfmeta.nas.distribution import strategy_scope
 
 
 class FailOnNaN(keras.callbacks.Callback):
@@ -157,7 +159,7 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
     space = task.space()
     progress = TrialProgress(am._log, am.max_trials, am._start, sign)
 
-    def fit_child(arch, model, *args, **kwargs):
+    def fit_child(arch, model, *args, **kwargs):  # runs in the scope of `distribution_strategy`
         size = task.batch_size(arch)
         data = task.dataset("search", size, shuffle=True)  # the dataset shuffles itself
         _build_training_state(model, data)
@@ -170,12 +172,15 @@ def fit(am, x, y, validation_split: float, validation_data) -> None:
         max_trials=am.max_trials, max_time=am.max_time, directory=am.directory, project_name=am.project_name,
         overwrite=False, seed=am.seed, callbacks=[progress],  # `fingerprint.start_project` cleared it
         initial_architectures=warm_start.architectures(am, space) + task.initial_architectures(),
+        distribution_strategy=am.distribution_strategy,
     )
     search.oracle.max_consecutive_failed_trials = max(3, am.max_trials)  # a failed trial ends no search
     stop = WarmEarlyStopping(monitor=monitor, patience=am.patience, restore_best_weights=True)
     start = time.time()
     search.search(epochs=am.epochs, callbacks=[stop, FailOnNaN()], verbose=0)
     am.search_time_ = time.time() - start
+    if finish_worker(am, progress):
+        return
     completed = search.completed()
     if not completed:
         reasons = "; ".join(f"trial {r['trial']}: {r['error']}" for r in _failed(search))
@@ -266,15 +271,17 @@ def _refit(am, task: RawDataTask, search) -> None:
     arch = Architecture.from_config(ranked[0]["architecture"])
     epochs = refit_epochs(am, task, arch, search.oracle.get_trial(ranked[0]["trial_id"]))
     keras.utils.set_random_seed(0 if am.seed is None else int(am.seed))
-    model = task.build(arch)
-    data = task.dataset("all", task.batch_size(arch), shuffle=True)
-    _build_training_state(model, data)
-    model.fit(data, epochs=epochs, shuffle=False, verbose=0, callbacks=[FailOnNaN()])
+    with strategy_scope(am.distribution_strategy):  # the refit trains under the search's strategy
+        model = task.build(arch)
+        data = task.dataset("all", task.batch_size(arch), shuffle=True)
+        _build_training_state(model, data)
+        model.fit(data, epochs=epochs, shuffle=False, verbose=0, callbacks=[FailOnNaN()])
     am.refit_epochs_ = epochs
     am.members_ = [model]
-    if am.ensemble and len(ranked) > 1:
+    if am.ensemble and len(ranked) > 1:  # KerasTuner loads it under the strategy itself
         am.members_.append(_trial_model(search, ranked[1]["trial_id"]))
-    am.model_ = task.serving_model(am.members_[0] if len(am.members_) == 1 else average(task, am.members_))
+    with strategy_scope(am.distribution_strategy):
+        am.model_ = task.serving_model(am.members_[0] if len(am.members_) == 1 else average(task, am.members_))
     what = " + the second-best trial's model, averaged" if len(am.members_) > 1 else ""
     am._log(f"[refit] best configuration on all {task.rows} rows for {epochs} epochs{what}  "
             f"elapsed={time.time() - am._start:.0f}s")
@@ -290,10 +297,23 @@ def average(task: RawDataTask, members: list) -> keras.Model:
 
 
 # ------------------------------------------------------------------- predict, evaluate, export
+def predict_batch(model: keras.Model, inputs) -> np.ndarray:
+    """The model's outputs for one batch of model inputs.
+
+    Keras's `predict_on_batch` gives a model built under a strategy of several replicas the
+    whole batch on every replica and concatenates their outputs (each row several times);
+    `predict` splits the batch between them.
+    """
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        rows = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+        return np.asarray(model.predict(inputs, batch_size=max(1, rows), verbose=0))
+    return np.asarray(model.predict_on_batch(inputs))
+
+
 def predict_proba(am, x, support=None) -> np.ndarray:
     if support is not None:
         raise ValueError(f"`support` is for task='few_shot'; this AutoModel has task={am.task!r}.")
-    outputs = [np.asarray(am.model_.predict_on_batch(batch)) for batch in am.raw_task_.predict_batches(x)]
+    outputs = [predict_batch(am.model_, batch) for batch in am.raw_task_.predict_batches(x)]
     return np.concatenate(outputs) if outputs else np.empty((0, len(getattr(am, "classes_", [0]))))
 
 
@@ -307,7 +327,7 @@ def predict(am, x, support=None) -> np.ndarray:
 def evaluate(am, x, y, episodes: int | None = None) -> dict:
     outputs, truths = [], []
     for inputs, truth in am.raw_task_.evaluation_batches(x, y):
-        outputs.append(np.asarray(am.model_.predict_on_batch(inputs)))
+        outputs.append(predict_batch(am.model_, inputs))
         truths.append(truth)
     if not outputs:
         raise ValueError("`y` has no target value to evaluate against: every target is missing.")

@@ -30,7 +30,9 @@ import tensorflow as tf
 from tfmeta import export as export_lib
 from tfmeta.automodel import inputs as inputs_lib
 from tfmeta.automodel import augmentation, warm_start
+from tfmeta.automodel.distributed import finish_worker
 from tfmeta.automodel.progress import TrialProgress
+from tfmeta.nas.distribution import strategy_scope
 
 
 def num_reductions(image_shape, smallest_side: int = 4, most: int = 2) -> int:
@@ -144,6 +146,8 @@ class _SupervisedFit:
         else:
             search = self._search_alone(x_tr, y_tr, xv, yv, progress)
         am.search_time_ = time.time() - start
+        if finish_worker(am, progress):
+            return
         completed = search.completed()
         if not completed:
             raise RuntimeError("The search finished no trial: raise `max_time` or `max_trials`.")
@@ -220,6 +224,7 @@ class _SupervisedFit:
             # `overwrite=True` was done by the facade's `fingerprint.start_project`, which keeps its record.
             project_name=am.project_name, overwrite=False, seed=am.seed, callbacks=[progress],
             initial_architectures=warm_start.architectures(am, self.space),
+            distribution_strategy=am.distribution_strategy,
         )
         stop = keras.callbacks.EarlyStopping(monitor=self.monitor, patience=am.patience, restore_best_weights=True)
         with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
@@ -241,6 +246,7 @@ class _SupervisedFit:
             num_reductions=num_reductions(shape), optimizer=keras.optimizers.Adam(am.learning_rate),
             max_trials=am.max_trials, directory=am.directory, project_name=am.project_name,
             overwrite=False, seed=am.seed, max_time=am.max_time,  # cleared by `fingerprint.start_project`
+            distribution_strategy=am.distribution_strategy,
         )
         search.callbacks.append(progress)
         validation = (pre.transform(xv), yv)
@@ -272,6 +278,24 @@ class _SupervisedFit:
             epochs = max(int(am.epochs), int(search.oracle.get_best_trials(1)[0].best_step or 0) + 1)
         keras.utils.set_random_seed(0 if am.seed is None else int(am.seed))
         kept = self.kept.get(str(arch))
+        with strategy_scope(am.distribution_strategy):  # the refit trains under the search's strategy
+            model = self._refit_model(search, arch, kept, x, epochs)
+            with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
+                warnings.filterwarnings("ignore", message="Gradients do not exist")
+                model.fit(x, y, epochs=epochs, batch_size=am.batch_size, verbose=0)
+        am.refit_epochs_ = epochs
+        am.members_ = [model]
+        if am.ensemble and not am.weight_sharing:  # KerasTuner loads it under the strategy itself
+            am.members_.append(self._best_trial_model(search))
+        with strategy_scope(am.distribution_strategy):
+            am.model_ = am.members_[0] if len(am.members_) == 1 else average(am, am.members_)
+        what = " + best trial's model averaged" if len(am.members_) > 1 else ""
+        am._log(f"[refit] {'deeper ' if (am.refit_cells or 1) > 1 else ''}best architecture on all {len(x)} examples for "
+                f"{epochs} epochs{what}  elapsed={time.time() - am._start:.0f}s")
+
+    def _refit_model(self, search, arch, kept, x, epochs: int) -> keras.Model:
+        """The model the refit trains: built afresh, or a kept trial model reset, or rebuilt."""
+        am = self.am
         if self.fresh_refit:
             steps = epochs * math.ceil(len(x) / am.batch_size)
             core = self._core(arch, num_cells=am.refit_cells or 1, filters=am.refit_filters, dropout=0.1)
@@ -282,19 +306,9 @@ class _SupervisedFit:
             model.set_weights(weights)
             for variable, value in zip(model.optimizer.variables, optimizer_state):
                 variable.assign(value)
-        else:  # resumed search: the best trial ran in an earlier process
+        else:  # resumed search, or the best trial ran in another process (a worker)
             model = search.build_best_model()
-        with warnings.catch_warnings():  # cells that ignore an input leave weights without gradients
-            warnings.filterwarnings("ignore", message="Gradients do not exist")
-            model.fit(x, y, epochs=epochs, batch_size=am.batch_size, verbose=0)
-        am.refit_epochs_ = epochs
-        am.members_ = [model]
-        if am.ensemble and not am.weight_sharing:
-            am.members_.append(self._best_trial_model(search))
-        am.model_ = am.members_[0] if len(am.members_) == 1 else average(am, am.members_)
-        what = " + best trial's model averaged" if len(am.members_) > 1 else ""
-        am._log(f"[refit] {'deeper ' if (am.refit_cells or 1) > 1 else ''}best architecture on all {len(x)} examples for "
-                f"{epochs} epochs{what}  elapsed={time.time() - am._start:.0f}s")
+        return model
 
 
 def average(am, members: list) -> keras.Model:

@@ -106,7 +106,7 @@ _LAZY = {
 _SUBMODULES = {
     "space", "operations", "cells", "builders", "controller", "strategies", "oracles", "search",
     "supernet", "checkpoint", "enas", "benchmarks", "digits", "darts", "layerwise_builder",
-    "transfer", "predictor", "guided", "pnas", "tpe", "cost", "hp_training",
+    "transfer", "predictor", "guided", "pnas", "tpe", "cost", "hp_training", "distribution",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

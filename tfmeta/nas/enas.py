@@ -18,9 +18,16 @@ then scores its child. With `train_paths="trial"` those batches train the trial'
 so the reward comes right after its own training; with `train_paths="uniform"` each batch
 trains a uniformly random child (`UniformPathSampler`, single-path one-shot training) and the
 trial's child is only scored. Before it is scored, the child's batch norm is re-estimated on
-one fixed random sample of 512 training images. The search runs in one process: its
-supernet lives in that process's memory, so KerasTuner's chief/worker mode (which would train
-one independent supernet per worker and share only the controller) is refused with an error.
+one fixed random sample of 512 training images.
+
+Scaling out: the search is sequential by design (each trial trains the shared weights the next
+trial starts from), so KerasTuner's chief/worker mode, which would train one independent
+supernet per worker and share only the controller, is refused with an error. Checkpointing
+the shared weights between trials does not lift this: two workers training copies of the same
+weights at once would each overwrite the other's steps, or need a merge that is not ENAS
+anymore. More devices or machines serve one search instead through `distribution_strategy`
+(the supernet's batches split across replicas: `MirroredStrategy` over GPUs, or
+`MultiWorkerMirroredStrategy` across machines, every machine running the same script).
 
 Example:
 
@@ -46,6 +53,7 @@ from keras_tuner.src.engine import base_tuner
 
 from tfmeta._deprecation import moved_names
 from tfmeta.nas import checkpoint, supernet
+from tfmeta.nas.distribution import check_strategy, strategy_scope
 from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.oracles import ArchitectureOracle
 from tfmeta.nas.search import ArchitectureSearch, TrialCallbacks
@@ -185,6 +193,8 @@ class WeightSharingSearch(ArchitectureSearch):
         strategy_kwargs: Strategy arguments (controller `learning_rate`, ...).
         tuner_kwargs: Extra KerasTuner tuner arguments.
         callbacks: Objects with `on_trial_end(search, record)`, as in `ArchitectureSearch`.
+        distribution_strategy: Optional `tf.distribute.Strategy` the supernet is built and
+            trained under (its batches split across the replicas).
 
     `search(x, y, validation_data=(x_val, y_val))` runs or resumes the search; the objective
     is the child's `val_accuracy` with the shared weights.
@@ -197,7 +207,7 @@ class WeightSharingSearch(ArchitectureSearch):
                  max_trials: int = 100, directory: str = "runs", project_name: str = "enas", overwrite: bool = False,
                  seed: int | None = None, max_time: float | None = None,
                  strategy_kwargs: Mapping[str, Any] | None = None, tuner_kwargs: Mapping[str, Any] | None = None,
-                 callbacks: list | None = None):
+                 callbacks: list | None = None, distribution_strategy: Any = None):
         if not isinstance(space, MicroCellSpace):
             raise ValueError(f"`space` must be a MicroCellSpace; received {type(space).__name__}.")
         for arg, value in (("child_steps", child_steps), ("batch_size", batch_size)):
@@ -223,15 +233,16 @@ class WeightSharingSearch(ArchitectureSearch):
         self.batch_size = batch_size
         self.seed = seed
         keras.utils.set_random_seed(seed)
-        self.network = supernet.SharedCellNetwork(space, self.input_shape, num_classes, filters=filters,
-                                         num_reductions=num_reductions)
-        self.network.compile(optimizer=optimizer or keras.optimizers.Adam(3e-3),
-                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        build_training_state(self.network)  # the optimizer, which a resumed search's checkpoint restores
+        with strategy_scope(check_strategy(distribution_strategy)):
+            self.network = supernet.SharedCellNetwork(space, self.input_shape, num_classes, filters=filters,
+                                                      num_reductions=num_reductions)
+            self.network.compile(optimizer=optimizer or keras.optimizers.Adam(3e-3),
+                                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            build_training_state(self.network)  # the optimizer, which a resumed search's checkpoint restores
         super().__init__(space, strategy=strategy, objective="val_accuracy", max_trials=max_trials,
                          directory=directory, project_name=project_name, overwrite=overwrite, seed=seed,
                          max_time=max_time, strategy_kwargs=strategy_kwargs, tuner_kwargs=tuner_kwargs,
-                         callbacks=callbacks)
+                         callbacks=callbacks, distribution_strategy=distribution_strategy)
 
     def _make_tuner(self, build_model, evaluate, compile_kwargs, tuner_kwargs: dict):
         return WeightSharingTuner(self.oracle, self.network, self.child_steps, self.batch_size, self.seed,
@@ -325,7 +336,8 @@ class WeightSharingSearch(ArchitectureSearch):
         retrain from scratch; `kwargs` go to `build_cell_model` (e.g. `num_cells`, `filters`)."""
         arch = arch or self.best_architecture()
         options = {"filters": self.filters, "num_reductions": self.num_reductions, **kwargs}
-        return build_cell_model(self.space, arch, self.input_shape, self.num_classes, **options)
+        with strategy_scope(self.distribution_strategy):
+            return build_cell_model(self.space, arch, self.input_shape, self.num_classes, **options)
 
     def best_model(self) -> keras.Model:
         raise RuntimeError("A weight-sharing search trains no model per trial: retrain `build_best_model()`.")

@@ -25,8 +25,10 @@ own `on_trial_end` hook (`TrialCallbacks`); a tuner of your own mixes `TrialCall
 Distributed: run the same script in several processes with KerasTuner's environment
 variables (`KERASTUNER_TUNER_ID=chief|tuner0|tuner1...`, `KERASTUNER_ORACLE_IP`,
 `KERASTUNER_ORACLE_PORT`). The chief serves the oracle (its `search()` blocks until the
-workers are done); workers run trials. Results are read on the chief or in a later
-(non-distributed) process with the same directory.
+workers are done); workers run trials, each under its own `distribution_strategy` if given
+(`tfmeta.nas.distribution.search_role()` says which process this is). Results are read on the
+chief or in a later (non-distributed) process with the same directory. docs/scale-out.md
+shows the commands.
 
 Example:
 
@@ -55,6 +57,7 @@ from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine import tuner_utils
 
 from tfmeta.nas import trial_files
+from tfmeta.nas.distribution import check_strategy, strategy_scope
 from tfmeta.nas.oracles import ArchitectureOracle
 from tfmeta.nas.space import Architecture, DenseSpace, MacroSpace, MicroCellSpace, SearchSpace  # noqa: F401
 from tfmeta.nas.builders import build_dense_model  # noqa: F401  (docstring example)
@@ -161,13 +164,18 @@ class ArchitectureHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        """Trains a child, its metric and loss variables created before the first trace."""
-        if self.fit_model is not None:
-            return self.fit_model(self.space.from_hp(hp), model, *args, **kwargs)
-        x = args[0] if args else kwargs.get("x")
-        y = args[1] if len(args) > 1 else kwargs.get("y")
-        build_training_state(model, x, y)
-        return model.fit(*args, **kwargs)
+        """Trains a child, its metric and loss variables created before the first trace.
+
+        KerasTuner builds the child under its `distribution_strategy` but calls this outside
+        it: the training variables created here must belong to the child's strategy too.
+        """
+        with model.distribute_strategy.scope():
+            if self.fit_model is not None:
+                return self.fit_model(self.space.from_hp(hp), model, *args, **kwargs)
+            x = args[0] if args else kwargs.get("x")
+            y = args[1] if len(args) > 1 else kwargs.get("y")
+            build_training_state(model, x, y)
+            return model.fit(*args, **kwargs)
 
 
 class SaveBestEpochAtEnd(tuner_utils.SaveBestEpoch):
@@ -314,6 +322,10 @@ class ArchitectureSearch:
             already evaluated).
         fit_model: Optional `(arch, model, *fit_args, **fit_kwargs) -> history` that trains a
             child instead of `model.fit(*fit_args, **fit_kwargs)` (see `ArchitectureHyperModel`).
+        distribution_strategy: Optional `tf.distribute.Strategy` (training objective): every
+            trial's model is built and trained under it (KerasTuner's `distribution_strategy`),
+            and so is `build_best_model()`. In a chief/worker search each worker may have its
+            own (e.g. a `MirroredStrategy` over that machine's GPUs).
 
     Example:
 
@@ -343,6 +355,7 @@ class ArchitectureSearch:
         callbacks: list | None = None,
         initial_architectures: list | None = None,
         fit_model: Callable[..., Any] | None = None,
+        distribution_strategy: Any = None,
     ):
         if not isinstance(space, SearchSpace):
             raise ValueError(f"`space` must be a SearchSpace; received {type(space).__name__}.")
@@ -353,6 +366,7 @@ class ArchitectureSearch:
         self.max_time = max_time
         self.build_model = build_model
         self.fit_model = fit_model
+        self.distribution_strategy = check_strategy(distribution_strategy)
         self.hypermodel = None
         self.oracle = ArchitectureOracle(
             space, strategy, objective=objective, max_trials=max_trials, seed=seed,
@@ -371,7 +385,11 @@ class ArchitectureSearch:
             raise ValueError("Pass exactly one of `build_model` (train children) and `evaluate` (any objective).")
         if build_model is not None:
             self.hypermodel = ArchitectureHyperModel(self.space, build_model, compile_kwargs, self.fit_model)
-            return KerasArchitectureTuner(self.oracle, hypermodel=self.hypermodel, **tuner_kwargs)
+            return KerasArchitectureTuner(self.oracle, hypermodel=self.hypermodel,
+                                          distribution_strategy=self.distribution_strategy, **tuner_kwargs)
+        if self.distribution_strategy is not None:
+            raise ValueError("`distribution_strategy` is for searches that train (`build_model`); "
+                             "this search uses `evaluate`, which trains nothing.")
         return FunctionTuner(self.oracle, evaluate, **tuner_kwargs)
 
     @property
@@ -434,7 +452,8 @@ class ArchitectureSearch:
             raise RuntimeError("`build_best_model()` needs `build_model`; this search used `evaluate`.")
         hp = keras_tuner.HyperParameters()
         hp.values = self.space.hp_values(self.best_architecture())
-        return self.hypermodel.build(hp)
+        with strategy_scope(self.distribution_strategy):
+            return self.hypermodel.build(hp)
 
     def summary(self) -> dict:
         """A JSON-ready summary: strategy, trials, best arch and score, strategy statistics."""
