@@ -1,0 +1,53 @@
+"""Every learner trains with plain Keras under `MirroredStrategy`, with XLA and in `mixed_float16`.
+
+Each test trains a tiny learner of every family a few SGD steps and compares with the same
+learner trained on one device in float32 (`reference_runs`): over 2 replicas the meta-batch
+is split, losses are scaled by the global batch and gradients all-reduced, so the weights
+match one device's; XLA-compiled train steps give the same weights; under `mixed_float16`
+the losses are scaled, so the weight change matches float32's (before, the
+`LossScaleOptimizer` divided unscaled gradients by 2^15).
+"""
+
+import numpy as np
+import pytest
+
+from learner_cases import CASES, train
+
+
+def assert_weights_close(run, reference, atol):
+    assert len(run.after) == len(reference.after)
+    for got, want in zip(run.after, reference.after):
+        np.testing.assert_allclose(got, want, atol=atol, rtol=1e-4)
+
+
+def weight_change(run):
+    return np.concatenate([(a - b).ravel() for a, b in zip(run.after, run.before)])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_mirrored_over_two_replicas_matches_one_device(name, mirrored, reference_runs):
+    reference = reference_runs(name)
+    run = train(name, strategy=mirrored)
+    assert np.abs(weight_change(reference)).max() > 1e-3  # the steps really trained
+    np.testing.assert_allclose(run.losses, reference.losses, rtol=1e-4, atol=1e-5)
+    assert_weights_close(run, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_xla_compiled_train_step_matches(name, reference_runs):
+    reference = reference_runs(name)
+    run = train(name, jit_compile=True)
+    np.testing.assert_allclose(run.losses, reference.losses, rtol=1e-4, atol=1e-5)
+    assert_weights_close(run, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_mixed_float16_scales_the_loss_and_matches_float32(name, reference_runs):
+    reference = reference_runs(name)
+    run = train(name, policy="mixed_float16")
+    np.testing.assert_allclose(run.losses, reference.losses, rtol=2e-2, atol=2e-2)
+    change, expected = weight_change(run), weight_change(reference)
+    # Unscaled losses gave steps ~2^15 times too small: the ratio would be ~3e-5, not ~1.
+    ratio = np.linalg.norm(change) / np.linalg.norm(expected)
+    assert 0.9 < ratio < 1.1, ratio
+    np.testing.assert_allclose(change, expected, atol=2e-2 * np.abs(expected).max())
