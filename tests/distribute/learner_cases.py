@@ -88,7 +88,7 @@ def supernet() -> keras.Model:
 
 
 def nas_child() -> keras.Model:
-    space = DenseSpace(num_layers=2, units=(0, 8))
+    space = DenseSpace(num_layers=2, units=(8,), dropout=(0.0,))
     return build_dense_model(space, space.sample(np.random.default_rng(0)), (DIM,), 3)
 
 
@@ -138,8 +138,13 @@ def train(name: str, *, strategy=None, policy: str = "float32", jit_compile=Fals
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             keras.utils.set_random_seed(1)
             model = case.build()
-            model.compile(optimizer=keras.optimizers.SGD(case.learning_rate), jit_compile=jit_compile,
-                          **case.compile_kwargs)
+            optimizer = keras.optimizers.SGD(case.learning_rate)
+            if policy == "mixed_float16":
+                # What compile() wraps the optimizer in, with a smaller first scale: at 2^15 the
+                # first steps of some of these nets overflow in float16 and are skipped (how the
+                # optimizer finds its scale), which would shift the loss curve.
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**8)
+            model.compile(optimizer=optimizer, jit_compile=jit_compile, **case.compile_kwargs)
     finally:
         keras.config.set_dtype_policy(previous)
     before = [np.array(w) for w in model.get_weights()]
