@@ -28,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.multi_worker_fit import MultiWorkerFitMixin
+
 
 def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> None:
     """Creates a compiled model's optimizer, metric and loss variables before its first `fit`.
@@ -58,7 +60,7 @@ def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> No
         model.reset_metrics()
 
 
-class PrebuiltOptimizerMixin:
+class PrebuiltOptimizerMixin(MultiWorkerFitMixin):
     """Builds a learner's optimizer before its train step is first traced.
 
     For `keras.Model` subclasses with their own `train_step` that apply gradients to
