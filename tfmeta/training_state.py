@@ -100,7 +100,8 @@ def _build_optimizer(model: keras.Model, variables: list) -> bool:
     if optimizer is None or not _fully_built(model):
         return False
     if not optimizer.built and variables:
-        optimizer.build(variables)
+        with model.distribute_strategy.scope():  # the model's strategy owns the optimizer state
+            optimizer.build(variables)
     return True
 
 

@@ -1,9 +1,9 @@
 """Tiny learners of every family, their training data, and one way to train them a few steps.
 
 Shared by the strategy, mixed-precision and XLA tests (and the multi-worker script), so that
-each comparison trains exactly the same model on exactly the same batches. SGD, not Adam: a
-gradient that is off by a constant factor (unscaled replicas or loss scale) changes SGD's
-step, while Adam's normalised step would hide it.
+each comparison trains exactly the same model on exactly the same batches. SGD with momentum,
+not Adam: a gradient off by a constant factor (replicas or loss scale left unscaled) changes
+SGD's step, while Adam's normalised step would hide it.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def train(name: str, *, strategy=None, policy: str = "float32", jit_compile=Fals
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             keras.utils.set_random_seed(1)
             model = case.build()
-            optimizer = keras.optimizers.SGD(case.learning_rate)
+            # Momentum: its optimizer variables must be created under the strategy too.
+            optimizer = keras.optimizers.SGD(case.learning_rate, momentum=0.5)
             if policy == "mixed_float16":
                 # What compile() wraps the optimizer in, with a smaller first scale: at 2^15 the
                 # first steps of some of these nets overflow in float16 and are skipped (how the
