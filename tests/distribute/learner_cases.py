@@ -106,7 +106,8 @@ CLASSIFY = {"loss": "sparse_categorical_crossentropy"}
 CASES = {
     "siamese": Case(lambda: tfmeta.SiameseNetwork(encoder(), input_shape=(DIM,)), pairs),
     "protonet": Case(lambda: tfmeta.PrototypicalNetwork(encoder()), episodes),
-    "matching": Case(lambda: tfmeta.MatchingNetwork(encoder(), full_context=True), episodes),
+    "matching": Case(lambda: tfmeta.MatchingNetwork(encoder()), episodes),
+    "matching_full_context": Case(lambda: tfmeta.MatchingNetwork(encoder(), full_context=True), episodes),
     "relation": Case(lambda: tfmeta.RelationNetwork(encoder()), episodes, 0.5),
     "distiller": Case(distiller, episodes),
     "maml": Case(lambda: tfmeta.MAML(classifier(), inner_lr=0.1, inner_steps=2, order=2), episodes),
