@@ -202,6 +202,11 @@ class GradientLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker, self.mse_tracker]
 
+    def compile(self, optimizer="adam", jit_compile="auto", **kwargs):
+        """`keras.Model.compile` with Adam by default; `jit_compile` is Keras's `"auto"` (XLA on
+        a GPU or TPU; on a CPU XLA is slower for this step, docs/performance.md)."""
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
     def inner_loss_scale(self):
         """The optimizer's loss scale when the wrapped model computes in float16 (the inner
         loop's support losses are scaled by it, see `InnerLoop.run`), else None."""
