@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tfmeta
@@ -152,3 +153,33 @@ def train(name: str, *, strategy=None, policy: str = "float32", jit_compile=Fals
     before = [np.array(w) for w in model.get_weights()]
     history = model.fit(case.data(), epochs=steps, verbose=0)
     return Run(history.history["loss"], before, [np.array(w) for w in model.get_weights()])
+
+
+# ------------------------------------------------------------------ fixtures
+# Here, not in a conftest.py: tests elsewhere import helpers with `from conftest import ...`,
+# which a second conftest module loaded after theirs would shadow.
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """`MirroredStrategy` over the two logical CPUs that tests/conftest.py creates."""
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < 2:
+        raise RuntimeError(
+            f"tests/distribute needs 2 logical CPU devices (made by tests/conftest.py before "
+            f"TensorFlow initialises); found {len(cpus)}: TensorFlow was initialised earlier."
+        )
+    return tf.distribute.MirroredStrategy([cpus[0].name, cpus[1].name])
+
+
+@pytest.fixture(scope="session")
+def reference_runs():
+    """`get(name) -> Run`: each case trained once on one device in float32, shared by tests."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = train(name)
+        return cache[name]
+
+    return get

@@ -11,7 +11,7 @@ the losses are scaled, so the weight change matches float32's (before, the
 import numpy as np
 import pytest
 
-from learner_cases import CASES, train
+from learner_cases import CASES, mirrored, reference_runs, train  # noqa: F401 (fixtures)
 
 # XLA and mixed precision change no code path between MAML's variants (or between the NAS
 # child and the supernet, both plain Keras steps), so to keep the suite fast those two are

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from learner_cases import reference_runs  # noqa: F401 (a fixture)
 
 SCRIPT = Path(__file__).resolve().parent / "multi_worker_script.py"
 NAMES = ("protonet", "maml")
