@@ -10,6 +10,23 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+LOGICAL_CPUS = 2
+
+
+def _split_cpu_into_logical_devices() -> None:
+    """Two logical CPU devices, so `tests/distribute` runs `MirroredStrategy` over two replicas
+    as TensorFlow's own tests do. Done here, when pytest imports this file and before any test
+    module is imported, because TensorFlow accepts it only before its runtime initialises;
+    ops still run on /CPU:0 unless placed elsewhere, so other tests are unaffected."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(LOGICAL_CPUS)]
+    )
+
+
+_split_cpu_into_logical_devices()
 
 
 def shared_data_dir() -> Path:

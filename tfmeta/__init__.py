@@ -11,7 +11,9 @@ is not already set, so scripts need no environment preamble of their own:
 - `TF_ENABLE_ONEDNN_OPTS=1`: TensorFlow's oneDNN CPU kernels. TensorFlow leaves them off on
   CPUs without AVX-512, where they train a conv4 markedly faster and are the only CPU kernels
   that differentiate the grouped convolutions of MAML's vectorised path (docs/performance.md).
-  Set `TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's choice.
+  Set `TF_ENABLE_ONEDNN_OPTS=0` to keep TensorFlow's choice. It selects CPU kernels only:
+  ops placed on a GPU or TPU, and device placement itself, are unchanged (tfmeta pins no op
+  to a device; TensorFlow and the `tf.distribute` strategy place them).
 - `TF_CPP_MIN_LOG_LEVEL=2`: TensorFlow's C++ start-up notices are hidden (warnings and errors
   from Python still show). Set it to `0` to see them.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import importlib
 import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # CPU kernels only; GPU/TPU ops unaffected
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfmeta.version import __version__

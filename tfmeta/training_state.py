@@ -28,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmeta.multi_worker_fit import MultiWorkerFitMixin
+
 
 def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> None:
     """Creates a compiled model's optimizer, metric and loss variables before its first `fit`.
@@ -58,7 +60,7 @@ def build_training_state(model: keras.Model, x: Any = None, y: Any = None) -> No
         model.reset_metrics()
 
 
-class PrebuiltOptimizerMixin:
+class PrebuiltOptimizerMixin(MultiWorkerFitMixin):
     """Builds a learner's optimizer before its train step is first traced.
 
     For `keras.Model` subclasses with their own `train_step` that apply gradients to
@@ -98,7 +100,8 @@ def _build_optimizer(model: keras.Model, variables: list) -> bool:
     if optimizer is None or not _fully_built(model):
         return False
     if not optimizer.built and variables:
-        optimizer.build(variables)
+        with model.distribute_strategy.scope():  # the model's strategy owns the optimizer state
+            optimizer.build(variables)
     return True
 
 

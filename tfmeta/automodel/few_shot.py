@@ -53,7 +53,7 @@ def train_protonet(pre, x, y, ways, shots, steps, seed, verbose=0):
     from tfmeta.metric.protonet import PrototypicalNetwork
 
     model = PrototypicalNetwork(encoder=encoder_for(pre))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
     queries = _max_queries(y, shots, 5)
     model.fit(_episodes(x, y, ways, shots, queries, seed), steps_per_epoch=steps, epochs=1, verbose=verbose)
     return model
@@ -63,7 +63,7 @@ def train_siamese(pre, x, y, ways, shots, steps, seed, verbose=0):
     from tfmeta.metric.siamese import SiameseNetwork
 
     model = SiameseNetwork(encoder=encoder_for(pre), input_shape=pre.raw_shape)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(PairSampler(x, y, seed=seed).dataset(batch_size=64), steps_per_epoch=steps, epochs=1, verbose=verbose)
     return model
 
@@ -77,7 +77,7 @@ def train_maml(pre, x, y, ways, shots, steps, seed, verbose=0):
     # The MAML paper's Omniglot inner rate, 0.4, diverges on small inputs such as 8x8 digits:
     # one step sends every query to one class. 0.1 learns (tests/automodel).
     model = MAML(net, inner_lr=0.1, inner_steps=1, order=1, ways=ways)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
     queries = _max_queries(y, shots, 5)
     model.fit(_episodes(x, y, ways, shots, queries, seed, meta_batch=4), steps_per_epoch=max(1, steps // 4), epochs=1, verbose=verbose)
     return model

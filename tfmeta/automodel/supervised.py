@@ -196,9 +196,7 @@ class _SupervisedFit:
             optimizer=keras.optimizers.Adam(learning_rate),
             loss="sparse_categorical_crossentropy" if self.classification else "mse",
             metrics=["accuracy"] if self.classification else ["mae"],
-            # XLA compilation of a freshly built child costs more than a short training saves.
-            jit_compile=False,
-        )
+        )  # jit_compile: Keras's "auto" (XLA on a GPU or TPU, unless a layer cannot compile)
         build_training_state(model)
         return model
 

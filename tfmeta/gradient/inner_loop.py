@@ -262,12 +262,13 @@ class InnerLoop(keras.layers.Layer):
 
             self.bn_step_gamma.append(row_weight(layer.gamma, "gamma") if layer.scale else None)
             self.bn_step_beta.append(row_weight(layer.beta, "beta") if layer.center else None)
-            self.bn_step_mean.append(
-                self.add_weight(shape=(rows, c), initializer="zeros", trainable=False, name=f"bn{k}_step_mean")
-            )
-            self.bn_step_var.append(
-                self.add_weight(shape=(rows, c), initializer="ones", trainable=False, name=f"bn{k}_step_var")
-            )
+            # Updated in the train step, once per replica: "mean" makes every replica store the
+            # mean over replicas (a tf.distribute strategy's cross-replica mean).
+            for store, init, label in ((self.bn_step_mean, "zeros", "mean"), (self.bn_step_var, "ones", "var")):
+                store.append(self.add_weight(
+                    shape=(rows, c), initializer=init, trainable=False, aggregation="mean",
+                    name=f"bn{k}_step_{label}",
+                ))
 
     # ------------------------------------------------------------------ pieces of a step
     def is_classification(self, labels) -> bool:
@@ -347,6 +348,7 @@ class InnerLoop(keras.layers.Layer):
         use_running: bool = False,
         collect_stats: bool = False,
         query_every_step: bool = False,
+        loss_scale=None,
     ) -> Adaptation:
         """Adapts per-task weights on the support sets: the one inner loop of every variant.
 
@@ -363,6 +365,12 @@ class InnerLoop(keras.layers.Layer):
             collect_stats: Return the BN batch statistics of every forward pass.
             query_every_step: With `query_y`, also the query losses after every earlier step
                 (MAML++'s multi-step loss).
+            loss_scale: Optional float32 factor the support losses are multiplied by before
+                differentiation, the inner gradients divided by after: under `mixed_float16`
+                the training step passes its `LossScaleOptimizer`'s dynamic scale, so the
+                float16 backward pass of the inner loop does not underflow (and a step whose
+                inner gradients overflow gets a non-finite meta-gradient, which the optimizer
+                skips, lowering the scale).
 
         Returns:
             An `Adaptation`: `(params, query_losses, query_outputs, stats)`.
@@ -382,7 +390,12 @@ class InnerLoop(keras.layers.Layer):
                     tape.watch(p)
                 out = self.forward(params, support_x, s, use_running=use_running, collect=collect, once=order < 2)
                 loss = tf.reduce_sum(self.task_loss(out, support_y, classification, ways))
-            grads = tape.gradient(loss, watched, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = tape.gradient(
+                loss, watched, output_gradients=loss_scale,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+            if loss_scale is not None:
+                grads = [g / loss_scale for g in grads]
             if collect_stats:
                 stats[s] = collect
             params = list(params)

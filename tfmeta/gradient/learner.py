@@ -41,6 +41,7 @@ from tfmeta.fewshot import FewShotMixin
 from tfmeta.fewshot.evaluation import episode_sampler, score_episodes
 from tfmeta.gradient.functional import tile_params
 from tfmeta.gradient.inner_loop import Adaptation, InnerLoop, all_sublayers, mask_logits
+from tfmeta.optimizer_step import loss_scale
 from tfmeta.test_time_augmentation import average_over_views, draw_test_time_transforms, episode_views
 from tfmeta.training_state import PrebuiltOptimizerMixin
 
@@ -201,9 +202,17 @@ class GradientLearner(PrebuiltOptimizerMixin, FewShotMixin, keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker, self.mse_tracker]
 
-    def compile(self, optimizer="adam", jit_compile: bool = False, **kwargs):
-        """`keras.Model.compile`; XLA is off by default (slower on CPU for this workload)."""
+    def compile(self, optimizer="adam", jit_compile="auto", **kwargs):
+        """`keras.Model.compile` with Adam by default; `jit_compile` is Keras's `"auto"` (XLA on
+        a GPU or TPU; on a CPU XLA is slower for this step, docs/performance.md)."""
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def inner_loss_scale(self):
+        """The optimizer's loss scale when the wrapped model computes in float16 (the inner
+        loop's support losses are scaled by it, see `InnerLoop.run`), else None."""
+        if self.network.compute_dtype != "float16" or getattr(self, "optimizer", None) is None:
+            return None
+        return loss_scale(self.optimizer)
 
     def load_own_variables(self, store):
         """Keras weights loading. Files written before the inner loop was a layer of its own

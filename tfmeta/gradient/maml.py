@@ -83,6 +83,7 @@ import tensorflow as tf
 from tfmeta.data.validation import check_positive_int
 from tfmeta.gradient.inner_loop import InnerLoop, check_model
 from tfmeta.gradient.learner import EVAL_PIXEL_BUDGET, GradientLearner, inner_attributes, unpack_episodes
+from tfmeta.optimizer_step import minimize
 
 
 @inner_attributes(
@@ -212,6 +213,7 @@ class MAML(GradientLearner):
             sx, sy, self.inner_steps if training else self.eval_steps, self.order if training else 0,
             query_x=qx, query_y=qy, use_running=(not training) and self._use_running,
             collect_stats=training and self.per_step_bn, query_every_step=multi_step,
+            loss_scale=self.inner_loss_scale() if training else None,
         )
         losses = result.query_losses
         if multi_step and len(losses) > 1:
@@ -225,9 +227,7 @@ class MAML(GradientLearner):
         """One meta-update on a meta-batch `((support_x, support_y, query_x), query_y)`."""
         with tf.GradientTape() as tape:
             loss, final, out, stats, classification = self._meta_loss(data, training=True)
-        variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        minimize(self.optimizer, tape, loss, self.trainable_variables)
         if stats:
             self.inner.update_running_stats(stats)
         return self._update_metrics(tf.reduce_mean(final), out, unpack_episodes(data)[1], classification)

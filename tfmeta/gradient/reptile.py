@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfmeta.gradient.inner_loop import InnerLoop
 from tfmeta.gradient.learner import GradientLearner, unpack_episodes
+from tfmeta.optimizer_step import apply_directions
 
 #: `tfmeta.MAML` options Reptile does not have, with the value that leaves each off: Reptile
 #: ignores an option given that value (or a false one) and refuses any other by name.
@@ -95,10 +96,12 @@ class Reptile(GradientLearner):
         (sx, sy, qx), qy = unpack_episodes(data, "Reptile")
         x = tf.concat([sx, qx], axis=1)
         y = tf.concat([sy, tf.cast(qy, sy.dtype)], axis=1)
-        params, losses, out, _ = self.inner_loop(x, y, self.inner_steps, 0, query_x=x, query_y=y)
+        params, losses, out, _ = self.inner_loop(
+            x, y, self.inner_steps, 0, query_x=x, query_y=y, loss_scale=self.inner_loss_scale()
+        )
         variables = self.runner.variables
-        grads = [v.value - tf.reduce_mean(p, axis=0) for v, p in zip(variables, params)]
-        self.optimizer.apply_gradients(zip(grads, variables))
+        directions = [v.value - tf.reduce_mean(p, axis=0) for v, p in zip(variables, params)]
+        apply_directions(self.optimizer, directions, variables)
         return self._update_metrics(tf.reduce_mean(losses[-1]), out, y, self._is_classification(sy))
 
 

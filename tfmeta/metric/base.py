@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tfmeta import backbones
 from tfmeta.fewshot import FewShotMixin
+from tfmeta.optimizer_step import minimize
 from tfmeta.training_state import PrebuiltOptimizerMixin
 
 # ---------------------------------------------------------------------------------- helpers
@@ -247,9 +248,7 @@ class EpisodicMetricLearner(PrebuiltOptimizerMixin, FewShotMixin, backbones.Enco
         with tf.GradientTape() as tape:
             loss, accuracy = self._loss_and_accuracy(data, training=True)
             total = loss + tf.add_n(self.losses) if self.losses else loss
-        variables = self.trainable_variables
-        grads = tape.gradient(total, variables)
-        self.optimizer.apply(grads, variables)
+        minimize(self.optimizer, tape, total, self.trainable_variables)
         return self._update_metrics(loss, accuracy)
 
     def test_step(self, data):

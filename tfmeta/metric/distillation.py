@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from tfmeta.metric.base import EpisodicMetricLearner
+from tfmeta.optimizer_step import minimize
 from tfmeta.training_state import PrebuiltOptimizerMixin
 
 
@@ -143,8 +144,7 @@ class EpisodeDistiller(PrebuiltOptimizerMixin, keras.Model):
             loss = (1.0 - self.alpha) * hard + self.alpha * self.temperature**2 * soft
             regularisation = self.student.losses
             total = loss + tf.add_n(regularisation) if regularisation else loss
-        variables = self.optimized_variables()
-        self.optimizer.apply(tape.gradient(total, variables), variables)
+        minimize(self.optimizer, tape, total, self.optimized_variables())
         teacher_accuracy = tf.reduce_mean(
             tf.cast(tf.equal(tf.argmax(teacher, -1, output_type=tf.int32), query_y), tf.float32)
         )

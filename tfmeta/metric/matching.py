@@ -68,11 +68,13 @@ class MatchingNetwork(EpisodicMetricLearner):
         self.temperature = float(temperature)
         dim = self.embedding_shape[0]
         if self.full_context:
+            # The LSTMs compute embeddings, which stay float32 under mixed precision policies.
             self.support_lstm = keras.layers.Bidirectional(
-                keras.layers.LSTM(dim, return_sequences=True), merge_mode="sum", name="g_bilstm"
+                keras.layers.LSTM(dim, return_sequences=True, dtype="float32"), merge_mode="sum",
+                name="g_bilstm", dtype="float32",
             )
             self.support_lstm.build((None, None, dim))
-            self.query_cell = keras.layers.LSTMCell(dim, name="f_attlstm")
+            self.query_cell = keras.layers.LSTMCell(dim, name="f_attlstm", dtype="float32")
             self.query_cell.build((None, 2 * dim))
 
     def full_context_support(self, support):

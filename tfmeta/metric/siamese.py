@@ -68,6 +68,7 @@ import tensorflow as tf
 from tfmeta.backbones import EncoderConfigMixin
 from tfmeta.fewshot import FewShotMixin
 from tfmeta.metric.losses import ContrastiveLoss, KochBinaryCrossentropy
+from tfmeta.multi_worker_fit import MultiWorkerFitMixin
 
 DISTANCES = ("l1", "euclidean", "cosine")
 OBJECTIVES = ("koch", "contrastive")
@@ -156,7 +157,7 @@ class PairAccuracy(keras.metrics.Mean):
 
 
 @keras.saving.register_keras_serializable(package="tfmeta")
-class SiameseNetwork(FewShotMixin, EncoderConfigMixin, keras.Model):
+class SiameseNetwork(MultiWorkerFitMixin, FewShotMixin, EncoderConfigMixin, keras.Model):
     """A Siamese network: one shared encoder, a pair head, and few-shot classification.
 
     Args:
