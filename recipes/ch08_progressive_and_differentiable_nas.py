@@ -13,11 +13,21 @@ runs the ones chosen with `--sections` and writes their results to `ch08_summary
    predictor-guided search finds with MnasNet's soft reward `acc * (flops / T) ** w` for
    several `w`, and the hard budget (at most the median FLOPs): how often the best
    architecture within the budget is found. `ch08_flops_front.png` shows all three.
+3. `darts`: differentiable search (DARTS) of the 3-node ENAS cell on scikit-learn's digits,
+   against the controller's best child found in the same wall time, both cells then retrained
+   deeper (`benchmarks/nas_darts_digits.py`). `ch08_darts_weights.png` shows the mean softmax
+   weight of each operation above or below uniform: where DARTS puts its mass, and whether
+   identity takes over.
+4. `transfer`: search small, transfer deep. The cell DARTS derived on 8x8 digits, stacked
+   deeper on Omniglot character classification (28x28, every background character a class),
+   against a random cell and conv4 with the same training (`benchmarks/nas_transfer_omniglot.py`).
+   `ch08_transfer.png` shows the three test accuracies.
 
 Usage:
     python recipes/ch08_progressive_and_differentiable_nas.py [--quick] [--data PATH]
-        [--seeds 50] [--budget 100] [--front-seeds 10] [--sections macro,flops]
-`--quick` (CI): 3 seeds x 40 queries, 2 reward weights.
+        [--seeds 50] [--budget 100] [--front-seeds 10] [--sections macro,flops,darts,transfer]
+`--quick` (CI): 3 seeds x 40 queries, 2 reward weights, 2 DARTS epochs (no
+controller beside it), 1 transfer epoch.
 """
 
 from __future__ import annotations
@@ -27,12 +37,14 @@ import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the DARTS and transfer experiments are the benchmarks' own code
 DEFAULT_DATA = (Path(os.environ.get("TFMETA_DATA_DIR", REPO.parent / "shared" / "data")) / "nasbench_macro"
                 / "nas-bench-macro_cifar10.json")
 MACRO_STRATEGIES = ("pnas", "predictor", "tpe", "controller", "evolution", "random")
@@ -148,7 +160,52 @@ def section_flops(args, out: Path) -> dict:
             "plot": str(out / "ch08_flops_front.png")}
 
 
-SECTIONS = {"macro": section_macro, "flops": section_flops}
+# -- 3. DARTS on digits -------------------------------------------------------------------------
+def section_darts(args, out: Path) -> dict:
+    """DARTS against the controller at DARTS's wall time; the mean weight of each operation."""
+    import nas_darts_digits
+
+    quick = ["--darts-epochs", "2", "--final-epochs", "3", "--retrain-seeds", "1", "--no-controller"] if args.quick else []
+    result = nas_darts_digits.main(quick)
+    plt, fig, ax = _axes((7, 3.5))
+    for offset, (kind, weights) in zip((-0.2, 0.2), result["darts"]["mean_op_weight"].items()):
+        uniform = 1.0 / len(weights)
+        ax.bar(np.arange(len(weights)) + offset, [w - uniform for w in weights.values()], width=0.4,
+               label=f"{kind} cell")
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xticks(range(len(weights)), list(weights), rotation=30, ha="right")
+    ax.set_ylabel("mean softmax weight - uniform")
+    ax.set_title("DARTS on digits: where the architecture weights go")
+    ax.legend()
+    _save(plt, fig, out / "ch08_darts_weights.png")
+    args.darts_arch_json = result["darts"]["arch_json"]
+    for name in ("darts", "controller"):
+        if name in result:
+            print(f"{name}: search {result[name]['search_wall_time_s']:.0f} s, retrained test accuracy "
+                  f"{result[name]['test_accuracy']:.4f}", flush=True)
+    return result
+
+
+# -- 4. search small, transfer deep ---------------------------------------------------------------
+def section_transfer(args, out: Path) -> dict:
+    """The cell derived on digits (or a short controller search's) stacked deeper on Omniglot."""
+    import nas_transfer_omniglot
+
+    found = ["--arch", args.darts_arch_json] if getattr(args, "darts_arch_json", None) else ["--search-time", "60"]
+    quick = ["--epochs", "1", "--cells", "1", "--filters", "8"] if args.quick else []
+    result = nas_transfer_omniglot.main(found + quick)
+    omniglot = result["omniglot"]
+    names = ["searched_cell", "random_cell", "conv4"]
+    plt, fig, ax = _axes((5, 3.5))
+    ax.bar(names, [omniglot[n]["test_accuracy"] for n in names], color=["C0", "C7", "C1"])
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Omniglot, {omniglot['classes']} characters, same training")
+    _save(plt, fig, out / "ch08_transfer.png")
+    print("  ".join(f"{n} {omniglot[n]['test_accuracy']:.4f}" for n in names), flush=True)
+    return result
+
+
+SECTIONS = {"macro": section_macro, "flops": section_flops, "darts": section_darts, "transfer": section_transfer}
 
 
 def main(argv=None) -> dict:

@@ -1,4 +1,4 @@
-"""recipes/ch08_progressive_and_differentiable_nas.py --quick: strategies, plots and the FLOPs front."""
+"""recipes/ch08_progressive_and_differentiable_nas.py --quick: strategies, the FLOPs front, DARTS, transfer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 def test_ch08_quick(run_recipe, check_plot, data_dir, tmp_path):
     out = tmp_path / "out"
     proc = run_recipe("ch08_progressive_and_differentiable_nas.py", "--quick", "--out-dir", str(out), timeout=600)
-    assert "== macro" in proc.stdout and "== flops" in proc.stdout
+    assert all(f"== {name}" in proc.stdout for name in ("macro", "flops", "darts", "transfer"))
     summary = json.loads((out / "ch08_summary.json").read_text())
     macro = summary["macro"]["strategies"]
     assert set(macro) == {"pnas", "predictor", "tpe", "controller", "evolution", "random"}
@@ -39,5 +39,14 @@ def test_ch08_quick(run_recipe, check_plot, data_dir, tmp_path):
             assert not (s["on_front"] and dominated)
     ranks = flops["hard_budget"]["feasible_ranks"]
     assert len(ranks) == 3 and all(r is not None for r in ranks)
-    for name in ("ch08_best_rank.png", "ch08_flops_front.png"):
+    darts = summary["darts"]
+    for weights in darts["darts"]["mean_op_weight"].values():  # a softmax per edge, averaged
+        assert abs(sum(weights.values()) - 1.0) < 1e-3
+    # The derived cell, retrained deeper, classifies held-out digits.
+    assert darts["darts"]["test_accuracy"] > 0.85 and "controller" not in darts
+    omniglot = summary["transfer"]["omniglot"]
+    assert summary["transfer"]["search_on_digits"]["arch_json"] == darts["darts"]["arch_json"]  # the DARTS cell
+    assert omniglot["classes"] == 242 and omniglot["searched_cell"]["params"] > 0
+    assert omniglot["searched_cell"]["test_accuracy"] > 2 / omniglot["classes"]  # learning, after one epoch
+    for name in ("ch08_best_rank.png", "ch08_flops_front.png", "ch08_darts_weights.png", "ch08_transfer.png"):
         check_plot(out / name)
