@@ -18,7 +18,7 @@ Prints one JSON object: `{"leaderboard": [...], "chosen", "test": {"accuracy", "
 
 from __future__ import annotations
 
-import tfmeta  # first: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 
 import argparse
 import json

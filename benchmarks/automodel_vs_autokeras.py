@@ -13,7 +13,7 @@ and it imports `tensorboard` (a tfmeta dependency, since KerasTuner needs it too
 
 from __future__ import annotations
 
-import tfmeta  # first: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 
 import argparse
 import json

@@ -28,7 +28,7 @@ import argparse
 import json
 import time
 
-import tfmeta  # before keras: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (before keras: sets TensorFlow's environment defaults)
 
 import keras
 

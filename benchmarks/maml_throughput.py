@@ -23,7 +23,7 @@ import json
 import os
 import time
 
-import tfmeta  # before keras: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (before keras: sets TensorFlow's environment defaults)
 
 import keras
 import numpy as np

@@ -14,7 +14,7 @@ Usage:
 
 from __future__ import annotations
 
-import tfmeta  # first: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 
 import argparse
 import json

@@ -48,7 +48,7 @@ import sys
 import time
 from pathlib import Path
 
-import tfmeta  # before keras: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (before keras: sets TensorFlow's environment defaults)
 
 import keras
 

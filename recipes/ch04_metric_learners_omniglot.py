@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import tfmeta  # before keras: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (before keras: sets TensorFlow's environment defaults)
 
 import keras
 import numpy as np

@@ -26,7 +26,7 @@ sharing, 2 retraining epochs.
 
 from __future__ import annotations
 
-import tfmeta  # first: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 
 import argparse
 import json

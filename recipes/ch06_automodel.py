@@ -21,7 +21,7 @@ Run:  python recipes/ch06_automodel.py [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import tfmeta  # first: sets TensorFlow's environment defaults
+import tfmeta  # noqa: F401  (first: sets TensorFlow's environment defaults)
 
 import argparse
 import json

@@ -5,7 +5,6 @@ import threading
 import urllib.request
 
 import numpy as np
-import pytest
 
 from tfmeta.data.oneshot_runs import load_oneshot_runs
 from tfmeta.serving import make_server

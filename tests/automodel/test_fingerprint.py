@@ -8,7 +8,6 @@ training out (`no_training`); a real search resumed and refused is in test_super
 import json
 import os
 
-import numpy as np
 import pytest
 
 import tfmeta

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from tfmeta.nas.guided import PredictorStrategy
 from tfmeta.nas.pnas import PNASStrategy, progressive_blocks
 from tfmeta.nas.predictor import ArchitecturePredictor
 from tfmeta.nas.search import ArchitectureSearch
