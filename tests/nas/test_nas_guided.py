@@ -207,33 +207,12 @@ def test_pnas_resumes_after_a_killed_process(bench, macro_json, tmp_path):
 @pytest.mark.slow
 def test_pnas_chief_and_two_workers(bench, macro_json, tmp_path):
     import json
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    repo = Path(__file__).resolve().parents[2]
-    base = {**os.environ, "PYTHONPATH": str(repo), "KERASTUNER_ORACLE_IP": "127.0.0.1",
-            "KERASTUNER_ORACLE_PORT": str(port)}
-    cmd = [sys.executable, str(Path(__file__).with_name("nas_search_script.py")), macro_json, str(tmp_path), "dist",
-           "pnas", "12", "--sleep", "0.3"]
-    procs = {t: subprocess.Popen(cmd, env={**base, "KERASTUNER_TUNER_ID": t}, cwd=repo, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for t in ("chief", "tuner0", "tuner1")}
-    outputs = {}
-    try:
-        for tuner_id, proc in procs.items():
-            out, err = proc.communicate(timeout=240)
-            outputs[tuner_id] = out
-            assert proc.returncode == 0, f"{tuner_id} failed:\n{err[-3000:]}"
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-    ran = [line.split()[1] for t in ("tuner0", "tuner1") for line in outputs[t].splitlines() if line.startswith("RAN ")]
+    from chief_and_workers import ran as worker_ran
+    from chief_and_workers import run_chief_and_two_workers
+
+    outputs = run_chief_and_two_workers(macro_json, tmp_path, "dist", "pnas", 12)
+    ran = [arch for t in ("tuner0", "tuner1") for arch in worker_ran(outputs[t])]
     assert len(ran) == 12 == len(set(ran))
     state = json.loads((tmp_path / "dist" / "oracle.json").read_text())["strategy"]
     # The chief's PNAS saw every worker's result and grew past the first layer.
