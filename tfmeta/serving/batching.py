@@ -91,13 +91,23 @@ class Batcher:
 
     def run(self, inputs: Arrays) -> dict[str, np.ndarray]:
         """Runs one request's rows, batched with others', and returns its rows of the outputs."""
+        future = self.submit(inputs)
+        return dict(self.run_fn(inputs)) if future is None else future.result()
+
+    def submit(self, inputs: Arrays) -> concurrent.futures.Future | None:
+        """Queues one request's rows; the future gets its rows of the outputs.
+
+        None when the request is not for a batch (its inputs differ in rows, it is a batch on
+        its own, or the batcher is closed): the caller runs it directly. An asyncio server
+        awaits the future (`asyncio.wrap_future`) instead of holding a thread per request.
+        """
         rows = {len(v) for v in inputs.values()}
         if len(rows) != 1 or next(iter(rows)) >= self.options.max_batch_size or self._closed:
-            return dict(self.run_fn(inputs))  # not splittable by rows, or a batch on its own
+            return None
         key = tuple(sorted((k, v.dtype.str, v.shape[1:]) for k, v in inputs.items()))
         request = _Request(inputs, rows.pop(), key, concurrent.futures.Future())
         self._queue.put(request)
-        return request.future.result()
+        return request.future
 
     def close(self) -> None:
         """Stops the batch threads once the queued requests are done."""

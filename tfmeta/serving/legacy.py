@@ -18,7 +18,8 @@ import os
 import threading
 
 from tfmeta.export import existing_versions
-from tfmeta.serving.rest import predict_json
+from tfmeta.serving.json_codec import encode_outputs
+from tfmeta.serving.rest import decode_request
 from tfmeta.serving.servable import Servable
 
 
@@ -68,4 +69,6 @@ def signature_metadata(loaded) -> dict:
 
 def predict(loaded, body: dict) -> dict:
     """Runs one `:predict` request body (a dict) against a loaded SavedModel."""
-    return predict_json(Servable("", 0, "", loaded, {}), json.dumps(body).encode())
+    servable = Servable("", 0, "", loaded, {})
+    signature_name, arrays, row_format = decode_request(servable, json.dumps(body).encode())
+    return encode_outputs(servable.run(signature_name, arrays), row_format)

@@ -9,8 +9,9 @@
 - `GET  /monitoring/prometheus/metrics`         Prometheus metrics (`metrics.py`)
 
 Without `/versions/V` the newest loaded version answers. Errors are TF Serving's
-`{"error": "<full message>"}` with the HTTP status of their code (`errors.py`). Decoding,
-running and encoding happen on a thread pool, so the event loop only moves bytes.
+`{"error": "<full message>"}` with the HTTP status of their code (`errors.py`). Models run on
+a thread pool (or wait in a batcher's queue); only small bodies are decoded on the event loop
+(`predict_json`), so a large one never stalls other clients.
 
 Example:
 
@@ -26,13 +27,19 @@ import re
 import time
 from concurrent.futures import Executor
 
+import numpy as np
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tfmeta.serving.errors import ServingError, invalid_argument, not_found
+from tfmeta.serving.errors import (
+    ServingError,
+    from_exception,
+    invalid_argument,
+    not_found,
+)
 from tfmeta.serving.json_codec import (
     MAX_JSON_DEPTH,
     decode_predict_body,
@@ -48,6 +55,7 @@ _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]*))?(?P<action>/metadata|:[a-z]+)?/?$"
 )
 MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64
+INLINE_BYTES = 64 << 10  # bodies and answers up to this size are handled on the event loop
 
 
 def parse_version(text: str | None) -> int | None:
@@ -81,15 +89,40 @@ def metadata_json(servable: Servable) -> dict:
     }
 
 
-def predict_json(servable: Servable, raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict:
-    """Runs one `:predict` body (bytes) and returns TF Serving's JSON answer."""
+def decode_request(servable: Servable, raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, dict, bool]:
+    """A `:predict` body's signature name, input arrays and whether it used the row format."""
     body = parse_json_body(raw, max_depth)
     signature_name = body.get("signature_name", DEFAULT_SIGNATURE)
     if not isinstance(signature_name, str):
         raise invalid_argument(f"'signature_name' must be a string; received {json.dumps(signature_name)[:100]}")
     booleans = b"true" in raw or b"false" in raw  # else no walk over every number is needed
     arrays, row_format = decode_predict_body(body, servable.input_specs(signature_name), booleans)
-    return encode_outputs(servable.run(signature_name, arrays), row_format)
+    return signature_name, arrays, row_format
+
+
+async def predict_json(
+    servable: Servable, raw: bytes, executor: Executor, max_depth: int = MAX_JSON_DEPTH
+) -> dict:
+    """Runs one `:predict` body (bytes) and returns TF Serving's JSON answer.
+
+    Small bodies and answers (up to `INLINE_BYTES`) are decoded and encoded on the event loop,
+    which costs less than a hand-off to a thread; larger ones go to `executor`, so the loop
+    never stalls on a big body. The signature runs on `executor`, or, when batching, waits in
+    the batcher's queue without holding a thread.
+    """
+    loop = asyncio.get_running_loop()
+    if len(raw) <= INLINE_BYTES:
+        signature_name, arrays, row_format = decode_request(servable, raw, max_depth)
+    else:
+        signature_name, arrays, row_format = await loop.run_in_executor(
+            executor, decode_request, servable, raw, max_depth)
+    try:
+        outputs = await asyncio.wrap_future(servable.submit(signature_name, arrays, executor))
+    except Exception as error:
+        raise from_exception(error) from error
+    if sum(np.asarray(v).nbytes for v in outputs.values()) <= INLINE_BYTES:
+        return encode_outputs(outputs, row_format)
+    return await loop.run_in_executor(executor, encode_outputs, outputs, row_format)
 
 
 def create_rest_app(
@@ -126,8 +159,7 @@ def create_rest_app(
                 except BodyTimeout as error:
                     status, payload = 408, {"error": str(error)}
                 else:
-                    loop = asyncio.get_running_loop()
-                    payload = await loop.run_in_executor(executor, predict_json, servable, raw, max_json_depth)
+                    payload = await predict_json(servable, raw, executor, max_json_depth)
                     status = 200
         except ServingError as error:
             status, payload = error.http_status, {"error": error.message}

@@ -17,8 +17,10 @@ array([0], dtype=int32)
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from collections.abc import Mapping
+from concurrent.futures import Executor
 
 import numpy as np
 import tensorflow as tf
@@ -101,8 +103,8 @@ class Servable:
             )
         return signatures[signature_name]
 
-    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs a signature on named arrays and returns its named outputs as numpy arrays."""
+    def checked_inputs(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inputs as arrays, checked against the signature's names and dtypes (TF Serving's messages)."""
         specs = self.input_specs(signature_name)
         expected = "{" + ",".join(sorted(specs)) + "}"
         for key in inputs:
@@ -125,11 +127,27 @@ class Servable:
                     f"Expects arg '{key}' to be {spec.dtype.name} but {tf.as_dtype(value.dtype).name} is provided"
                 )
             arrays[key] = value
+        return arrays
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs a signature on named arrays and returns its named outputs as numpy arrays."""
+        arrays = self.checked_inputs(signature_name, inputs)
         batcher = self._batchers.get(signature_name)
         try:
             return dict(batcher.run(arrays) if batcher else self._call(signature_name, arrays))
         except Exception as error:
             raise from_exception(error) from error
+
+    def submit(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], executor: Executor
+    ) -> concurrent.futures.Future:
+        """Like `run`, but returns a future: batched requests wait in the batcher's queue
+        without a thread each; the others run on `executor`. Failures are `ServingError`s
+        (raised here for bad inputs, or by the future)."""
+        arrays = self.checked_inputs(signature_name, inputs)
+        batcher = self._batchers.get(signature_name)
+        future = batcher.submit(arrays) if batcher else None
+        return future if future is not None else executor.submit(self._call, signature_name, arrays)
 
     def _call(self, signature_name: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         fn = self.loaded.signatures[signature_name]

@@ -80,6 +80,13 @@ class _HeaderTimeoutProtocol(HttpToolsProtocol):
     header_timeout_s = 10.0
 
     def connection_made(self, transport) -> None:
+        # asyncio turns Nagle's algorithm off only for sockets whose `proto` is IPPROTO_TCP,
+        # and a listening socket made by `socket.create_server` (proto 0) hands out accepted
+        # sockets without it. With Nagle on, the response body (written after its headers)
+        # waits for the client's delayed ACK: about 40 ms per request on Linux.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         self._header_timer = None
         self._arm_header_timer()
