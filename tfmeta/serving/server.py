@@ -4,7 +4,8 @@ Why uvicorn and Starlette: an asyncio server holds a slow or stalled client as a
 kilobytes of state instead of a thread, so idle connections cost nothing and limits are
 enforced per request (`limits.py`); uvicorn brings keep-alive, a configurable listen backlog
 and graceful shutdown on SIGTERM (stop accepting, finish the requests in flight), httptools'
-C parser (several times faster than pure-Python h11), and
+C parser (several times faster than pure-Python h11), uvloop's event loop where installed
+(a dependency except on Windows; the single loop thread is what bounds small requests), and
 Starlette the routing; both are small, pure-Python and widely deployed. The model runs on a
 thread pool (TensorFlow releases the GIL), so the event loop stays free. gRPC uses grpcio's
 own server with the `tensorflow_serving.apis` stubs (`grpc_service.py`).
