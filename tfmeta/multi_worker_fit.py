@@ -18,8 +18,9 @@ The learners carry the mixin; the plain networks tfmeta builds (NAS children, th
 networks of arrays, tables, text and image folders) are `FunctionalModel`s: functional Keras
 models (Keras 3 builds a functional model of any `keras.Model` subclass called with `inputs`
 and `outputs`) of a registered subclass that carries it. A `.keras` file of one reloads as a
-`FunctionalModel` once a tfmeta module that builds them is imported (`tfmeta.nas`,
-`tfmeta.automodel`, or this one); their SavedModel exports need nothing of tfmeta.
+`FunctionalModel` once a module that defines or builds them is imported (this one,
+`tfmeta.nas.builders` or `tfmeta.automodel`; the lazy `import tfmeta` alone does not); their
+SavedModel exports need nothing of tfmeta.
 
 Example:
 
