@@ -14,6 +14,14 @@ and under a multi-worker strategy the step results get a leading axis of 1, so t
 the gathered replicas (whose metric results are equal: the metrics aggregate over replicas)
 is the scalar again. Without a multi-worker strategy nothing changes.
 
+The learners carry the mixin; the plain networks tfmeta builds (NAS children, the AutoModel
+networks of arrays, tables, text and image folders) are `FunctionalModel`s: functional Keras
+models (Keras 3 builds a functional model of any `keras.Model` subclass called with `inputs`
+and `outputs`) of a registered subclass that carries it. A `.keras` file of one reloads as a
+`FunctionalModel` once a module that defines or builds them is imported (this one,
+`tfmeta.nas.builders` or `tfmeta.automodel`; the lazy `import tfmeta` alone does not); their
+SavedModel exports need nothing of tfmeta.
+
 Example:
 
 >>> class MyLearner(MultiWorkerFitMixin, keras.Model): ...
@@ -25,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -63,4 +72,21 @@ class MultiWorkerFitMixin:
         return super()._make_function(step_with_batch_axis)
 
 
-__all__ = ["MultiWorkerFitMixin", "is_multi_worker"]
+@keras.saving.register_keras_serializable(package="tfmeta")
+class FunctionalModel(MultiWorkerFitMixin, keras.Model):
+    """A functional `keras.Model` that also fits under a multi-worker strategy.
+
+    Built and used exactly like `keras.Model(inputs, outputs, name=...)` (Keras makes it a
+    functional model); only `fit`/`evaluate` under `MultiWorkerMirroredStrategy` differ, by
+    the mixin's workaround. Saved as `tfmeta>FunctionalModel` in `.keras` files.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> model = FunctionalModel(inputs, keras.layers.Dense(2)(inputs), name="net")
+    >>> model.output_shape
+    (None, 2)
+    """
+
+
+__all__ = ["MultiWorkerFitMixin", "FunctionalModel", "is_multi_worker"]

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import tfmeta
+from tfmeta.automodel.preprocessing import Preprocessing
 from tfmeta.metric.distillation import EpisodeDistiller
 from tfmeta.nas.builders import build_dense_model
 from tfmeta.nas.space import DenseSpace, MicroCellSpace
@@ -42,13 +43,17 @@ def episodes(seed: int = 0, tasks: int = META_BATCH) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices(((sx, sy, qx), qy)).batch(META_BATCH, drop_remainder=True)
 
 
-def labelled(shape, classes: int, seed: int = 0, duplicated: bool = False) -> tf.data.Dataset:
+def labelled(shape, classes: int, seed: int = 0, duplicated: bool = False, integers: bool = False) -> tf.data.Dataset:
     """`(x, y)` batches of `META_BATCH` examples. `duplicated=True` repeats the first half of
     the batch as its second half: each replica then sees the same examples, so batch-norm
-    statistics per replica equal those of the whole batch and the comparison stays exact."""
+    statistics per replica equal those of the whole batch and the comparison stays exact.
+    `integers=True`: int64 inputs in 0..15 (raw arrays, as AutoModel takes them)."""
     rng = np.random.default_rng(seed)
     n = META_BATCH // 2 if duplicated else META_BATCH
-    x = rng.normal(size=(n, *shape)).astype("float32")
+    if integers:
+        x = rng.integers(0, 16, size=(n, *shape)).astype("int64")
+    else:
+        x = rng.normal(size=(n, *shape)).astype("float32")
     y = rng.integers(0, classes, n).astype("int32")
     if duplicated:
         x, y = np.concatenate([x, x]), np.concatenate([y, y])
@@ -93,6 +98,14 @@ def nas_child() -> keras.Model:
     return build_dense_model(space, space.sample(np.random.default_rng(0)), (DIM,), 3)
 
 
+def automodel_network() -> keras.Model:
+    """AutoModel's network for arrays: raw int inputs -> cast, normalisation -> a dense child."""
+    x = np.random.default_rng(2).integers(0, 16, size=(32, DIM)).astype("int64")
+    space = DenseSpace(num_layers=2, units=(8,), dropout=(0.0,))
+    arch = space.sample(np.random.default_rng(0))
+    return Preprocessing(x, "table").wrap(lambda shape: build_dense_model(space, arch, shape, 3))
+
+
 class Case(NamedTuple):
     build: Callable[[], keras.Model]
     data: Callable[[], tf.data.Dataset]
@@ -121,6 +134,7 @@ CASES = {
     "reptile": Case(lambda: tfmeta.Reptile(classifier(), inner_lr=0.1, inner_steps=2), episodes, 0.5),
     "nas_child": Case(nas_child, lambda: labelled((DIM,), 3), compile_kwargs=CLASSIFY),
     "enas_supernet": Case(supernet, lambda: labelled((4, 4, 1), 3, duplicated=True), compile_kwargs=CLASSIFY),
+    "automodel_arrays": Case(automodel_network, lambda: labelled((DIM,), 3, integers=True), compile_kwargs=CLASSIFY),
 }
 
 

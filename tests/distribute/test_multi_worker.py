@@ -1,5 +1,7 @@
 """`MultiWorkerMirroredStrategy` with two worker processes on 127.0.0.1 (`TF_CONFIG`) trains a
-prototypical network and second-order MAML to the same losses and weights as one process."""
+prototypical network, second-order MAML, a NAS child, the ENAS supernet and AutoModel's network
+for arrays to the same losses and weights as one process (the plain Keras models through
+`FunctionalModel`, which Keras alone cannot fit under the strategy)."""
 
 import json
 import os
@@ -13,7 +15,7 @@ import pytest
 from learner_cases import reference_runs  # noqa: F401 (a fixture)
 
 SCRIPT = Path(__file__).resolve().parent / "multi_worker_script.py"
-NAMES = ("protonet", "maml")
+NAMES = ("protonet", "maml", "nas_child", "enas_supernet", "automodel_arrays")
 
 
 def free_ports(count: int) -> list[int]:

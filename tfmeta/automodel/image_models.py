@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from tfmeta.automodel.table_models import optimizer_for
+from tfmeta.multi_worker_fit import FunctionalModel
 from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.space import Architecture, Decision, MicroCellSpace, SearchSpace
 
@@ -84,7 +85,7 @@ def build_image_model(space: SearchSpace, cells: MicroCellSpace, arch: Architect
         x = layer(x)
     body = build_cell_model(cells, cell_architecture(cells, arch), (side, side, channels), outputs,
                             num_cells=num_cells, filters=filters, num_reductions=num_reductions(side))
-    model = keras.Model(inputs, body(x), name="image_model")
+    model = FunctionalModel(inputs, body(x), name="image_model")
     model.compile(optimizer=optimizer_for({"learning_rate": choices["learning_rate"]}),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model

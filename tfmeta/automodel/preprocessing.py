@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from tfmeta.multi_worker_fit import FunctionalModel
+
 
 class Preprocessing:
     """Normalisation statistics and input spec learned from the training inputs.
@@ -66,7 +68,7 @@ class Preprocessing:
         """Builds `raw input -> preprocessing -> core_builder(input shape)` as one Keras model."""
         inputs = keras.Input(self.raw_shape, dtype=self.raw_dtype, name="x")
         core = core_builder(self.model_input_shape)
-        return keras.Model(inputs, core(self.apply(inputs)), name=name)
+        return FunctionalModel(inputs, core(self.apply(inputs)), name=name)
 
     def get_config(self) -> dict:
         """JSON description for tfmeta.json."""

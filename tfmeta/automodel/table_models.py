@@ -19,6 +19,7 @@ from typing import Any
 
 import keras
 
+from tfmeta.multi_worker_fit import FunctionalModel
 from tfmeta.automodel.table_preprocessing import CATEGORICAL_ENCODINGS, NUMERIC_ENCODINGS, TablePreprocessing
 from tfmeta.nas.space import Architecture, Decision, SearchSpace
 
@@ -131,5 +132,5 @@ def build_table_model(pre: TablePreprocessing, space: SearchSpace, arch: Archite
             hidden = keras.layers.Dense(units, activation="relu", name=f"dense{i}")(hidden)
             if choices["dropout"]:
                 hidden = keras.layers.Dropout(choices["dropout"], name=f"dropout{i}")(hidden)
-    model = keras.Model(inputs, head(hidden, outputs, task, target_mean, target_std), name="table_model")
+    model = FunctionalModel(inputs, head(hidden, outputs, task, target_mean, target_std), name="table_model")
     return compile_for(model, choices, task)

@@ -24,6 +24,7 @@ import keras
 
 from tfmeta.automodel.table_models import batch_sizes, compile_for, head
 from tfmeta.automodel.text_vocabulary import TextVocabulary
+from tfmeta.multi_worker_fit import FunctionalModel
 from tfmeta.nas.space import Architecture, Decision, SearchSpace
 
 TEXT_MODELS = ("tfidf", "cnn", "bigru")
@@ -79,5 +80,5 @@ def build_text_model(text: TextVocabulary, space: SearchSpace, arch: Architectur
         hidden = keras.layers.Dropout(choices["dropout"], name="dropout")(hidden)
     if choices["hidden_units"]:
         hidden = keras.layers.Dense(choices["hidden_units"], activation="relu", name="hidden")(hidden)
-    model = keras.Model(inputs, head(hidden, outputs, task, target_mean, target_std), name="text_model")
+    model = FunctionalModel(inputs, head(hidden, outputs, task, target_mean, target_std), name="text_model")
     return compile_for(model, choices, task)

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from tfmeta.multi_worker_fit import FunctionalModel
 from tfmeta.nas.cells import build_cell_model
 from tfmeta.nas.operations import BN_MOMENTUM
 from tfmeta.nas.layerwise_builder import build_layerwise_model
@@ -85,7 +86,7 @@ def build_macro_model(
         x = _mbconv(x, f, int(k), int(e), name=f"layer{i}")
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(num_classes, activation=final_activation)(x)
-    return keras.Model(inputs, outputs, name=name)
+    return FunctionalModel(inputs, outputs, name=name)
 
 
 def build_dense_model(
@@ -117,7 +118,7 @@ def build_dense_model(
         if rate:
             x = layers.Dropout(rate)(x)
     out = layers.Dense(outputs, activation=final_activation, name="head")(x)
-    return keras.Model(inputs, out, name=name)
+    return FunctionalModel(inputs, out, name=name)
 
 
 def build_model(space, arch: Architecture, input_shape: Sequence[int], num_classes: int, **kwargs) -> keras.Model:

@@ -33,6 +33,7 @@ import numpy as np  # noqa: F401  (docstring examples)
 from keras import layers
 
 from tfmeta._deprecation import moved_names
+from tfmeta.multi_worker_fit import FunctionalModel
 from tfmeta.nas import operations
 from tfmeta.nas.space import Architecture, MicroCellSpace
 
@@ -240,4 +241,4 @@ def build_cell_model(
     if dropout:
         x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation=final_activation, name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return FunctionalModel(inputs, outputs, name=name)

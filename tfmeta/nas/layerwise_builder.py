@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from tfmeta.multi_worker_fit import FunctionalModel
 from tfmeta.nas.operations import BN_MOMENTUM
 from tfmeta.nas.space import Architecture, LayerwiseSpace
 
@@ -87,4 +88,4 @@ def build_layerwise_model(
     if dropout:
         x = layers.Dropout(dropout)(x)
     out = layers.Dense(num_classes, activation=final_activation, name="classifier")(x)
-    return keras.Model(inputs, out, name=name)
+    return FunctionalModel(inputs, out, name=name)

@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from tfmeta.multi_worker_fit import MultiWorkerFitMixin
 from tfmeta.nas.cells import Cell, cell_layout, check_cell_network_args
 from tfmeta.nas.operations import BN_MOMENTUM
 from tfmeta.nas.space import Architecture, MicroCellSpace
@@ -127,7 +128,7 @@ def architecture_indices(space: MicroCellSpace, arch: Architecture) -> np.ndarra
     return np.asarray(rows, dtype=np.int32)
 
 
-class SharedCellNetwork(keras.Model):
+class SharedCellNetwork(MultiWorkerFitMixin, keras.Model):
     """The supernet of a `MicroCellSpace`: `build_cell_model`'s layout from `SharedCell`s.
 
     Args:
