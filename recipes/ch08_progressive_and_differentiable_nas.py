@@ -192,7 +192,7 @@ def section_transfer(args, out: Path) -> dict:
     import nas_transfer_omniglot
 
     found = ["--arch", args.darts_arch_json] if getattr(args, "darts_arch_json", None) else ["--search-time", "60"]
-    quick = ["--epochs", "1", "--cells", "1", "--filters", "8"] if args.quick else []
+    quick = ["--epochs", "1", "--cells", "1", "--filters", "8", "--seeds", "1", "--batch-size", "64"] if args.quick else []
     result = nas_transfer_omniglot.main(found + quick)
     omniglot = result["omniglot"]
     names = ["searched_cell", "random_cell", "conv4"]

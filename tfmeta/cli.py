@@ -52,12 +52,22 @@ def _ensemble(args) -> int:
 
 
 def _search(args) -> int:
-    from tfmeta.nas.benchmarks import run_tabular_search
+    if args.space == "layerwise":  # no table for this space: children train on digits
+        from tfmeta.nas.digits_search import run_digits_search
+        from tfmeta.nas.space import LayerwiseSpace
 
-    result = run_tabular_search(
-        benchmark=args.benchmark, data=args.data, strategy=args.strategy, budget=args.budget,
-        seed=args.seed,
-    )
+        result = run_digits_search(LayerwiseSpace(num_layers=args.layers), args.strategy, args.budget,
+                                   seed=args.seed, epochs=args.epochs)
+        result["best_accuracy"] = result["best_val_accuracy"]
+    elif args.data is None:
+        raise SystemExit("tfmeta search: `--data` (nas-bench-macro_cifar10.json) is required with `--space macro`.")
+    else:
+        from tfmeta.nas.benchmarks import run_tabular_search
+
+        result = run_tabular_search(
+            benchmark=args.benchmark, data=args.data, strategy=args.strategy, budget=args.budget,
+            seed=args.seed,
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -114,9 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_ensemble)
 
-    p = sub.add_parser("search", help="Run a NAS strategy against a tabular benchmark.")
+    p = sub.add_parser("search", help="Run a NAS strategy against a tabular benchmark, or on digits.")
+    p.add_argument("--space", default="macro", choices=["macro", "layerwise"],
+                   help="macro: the tabular benchmark (--data); layerwise: Zoph & Le's space, children "
+                        "trained on scikit-learn's digits (--budget trials, --epochs each).")
     p.add_argument("--benchmark", default="nasbench-macro", choices=["nasbench-macro"])
-    p.add_argument("--data", required=True, help="Path of nas-bench-macro_cifar10.json (or its folder).")
+    p.add_argument("--data", default=None, help="Path of nas-bench-macro_cifar10.json (or its folder).")
+    p.add_argument("--layers", type=int, default=4, help="layerwise: convolutional layers")
+    p.add_argument("--epochs", type=int, default=3, help="layerwise: training epochs of every child")
     p.add_argument("--strategy", default="controller",
                    choices=["controller", "evolution", "random", "predictor", "pnas", "tpe"])
     p.add_argument("--budget", type=int, default=100)

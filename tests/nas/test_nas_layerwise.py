@@ -67,3 +67,20 @@ def test_build_model_dispatches_and_the_network_learns(digits):
     history = model.fit(x, y, epochs=6, batch_size=32, verbose=0).history
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert history["accuracy"][-1] > 0.6  # chance: 0.1
+
+
+def test_cli_searches_the_layerwise_space_on_digits(capsys):
+    import json
+
+    from tfmeta.cli import main
+
+    assert main(["search", "--space", "layerwise", "--layers", "2", "--epochs", "2", "--strategy", "random",
+                 "--budget", "2", "--seed", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    arch = LayerwiseSpace(num_layers=2).validate(Architecture.from_json(result["best_arch_json"]))
+    assert result["best_arch"] == str(arch) and result["trials"] == 2
+    assert len(result["trajectory"]) == 2 and result["trajectory"][1] >= result["trajectory"][0]
+    assert result["best_val_accuracy"] == result["trajectory"][-1] > 0.3  # chance: 0.1
+    assert result["test_accuracy"] > 0.3
+    with pytest.raises(SystemExit, match="--data"):
+        main(["search", "--space", "macro"])

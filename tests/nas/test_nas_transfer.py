@@ -35,3 +35,27 @@ def test_transfer_rejects_a_non_cell_architecture():
     arch = MacroSpace(num_layers=2).from_key("12")
     with pytest.raises(ValueError, match="cell Architecture"):
         transfer(arch, (np.zeros((2, 8, 8, 1)), np.zeros(2)))
+
+
+def test_batch_norm_momentum_lets_moving_statistics_follow_a_short_training():
+    import keras
+
+    from tfmeta.nas.transfer import fit_classifier
+
+    rng = np.random.default_rng(0)
+    x = (5.0 + rng.normal(size=(160, 4))).astype("float32")  # feature mean 5
+    y = (x[:, 0] > 5).astype("int64")
+
+    def moving_mean_after_fit(momentum):
+        keras.utils.set_random_seed(0)
+        inner = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])  # Keras default 0.99
+        model = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2, activation="softmax")])
+        fit_classifier(model, (x, y), epochs=1, batch_size=16, batch_norm_momentum=momentum)
+        return float(np.mean(inner.layers[0].moving_mean))
+
+    # 10 steps: at 0.99 the moving mean has moved about a tenth of the way; at 0.5 it has arrived.
+    assert moving_mean_after_fit(None) < 1.0
+    assert abs(moving_mean_after_fit(0.5) - 5.0) < 0.2
+    with pytest.raises(ValueError, match="batch_norm_momentum"):
+        fit_classifier(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), (x, y), 1,
+                       batch_norm_momentum=1.0)

@@ -17,6 +17,8 @@ Pieces (one idea per module, imported lazily so `import tfmeta.nas` stays light)
   steps, first or second order), derivation of the discrete cell, `paired_batches`.
 - `transfer`: `transfer(arch, data, cells=, filters=)`: a searched cell stacked deeper
   and wider, trained on another data set.
+- `digits_search`: `run_digits_search(space, strategy, budget)`: a strategy over any built-in
+  space, children trained on digits (behind `tfmeta search --space layerwise`).
 - `controller`: `ControllerRNN` (LSTM policy, REINFORCE with baseline, entropy bonus,
   temperature, tanh logit clipping; ENAS defaults).
 - `strategies`: `ControllerStrategy`, `EvolutionStrategy` (regularized evolution),
@@ -107,6 +109,7 @@ _SUBMODULES = {
     "space", "operations", "cells", "builders", "controller", "strategies", "oracles", "search",
     "supernet", "checkpoint", "enas", "benchmarks", "digits", "darts", "layerwise_builder",
     "transfer", "predictor", "guided", "pnas", "tpe", "cost", "hp_training", "distribution",
+    "digits_search",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES)

@@ -8,6 +8,11 @@ and F first-stage filters around a `MicroCellSpace` architecture from any search
 evolution, ENAS, DARTS, a JSON file) and trains it from scratch on the new data with Adam and
 a cosine-decayed learning rate, returning the trained model and its history.
 `fit_classifier(model, (x, y), epochs)` trains any other classifier (a baseline) the same way.
+Both take `batch_norm_momentum`: short trainings of a few hundred steps need batch norm's
+moving statistics to follow the weights quickly (Keras's default momentum 0.99 averages over
+about 100 steps and still reflects early weights at the end, so inference-mode accuracy can stay
+near chance while training accuracy is high); setting it on every network compared keeps the
+comparison fair.
 
 Example:
 
@@ -60,6 +65,7 @@ def transfer(
     seed: int = 0,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
+    batch_norm_momentum: float | None = None,
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Stacks a searched cell `cells` deep per stage with `filters` channels and trains it on `data`.
 
@@ -81,6 +87,8 @@ def transfer(
         seed: Seed of the initialisation and the batch order.
         callbacks: Keras callbacks for `fit`.
         verbose: `fit` verbosity.
+        batch_norm_momentum: If given, the momentum of every batch norm layer of the network
+            (see `fit_classifier`); None keeps the cells' own.
 
     Returns:
         `(model, history)`: the trained softmax classifier and `fit`'s history.
@@ -106,7 +114,8 @@ def transfer(
     model = build_cell_model(space, architecture, shape, num_classes, num_cells=cells, filters=filters,
                              num_reductions=reductions, dropout=dropout, name="transferred_cell_net")
     history = fit_classifier(model, (x, y), epochs, validation_data=validation_data, batch_size=batch_size,
-                             learning_rate=learning_rate, callbacks=callbacks, verbose=verbose)
+                             learning_rate=learning_rate, callbacks=callbacks, verbose=verbose,
+                             batch_norm_momentum=batch_norm_momentum)
     return model, history
 
 
@@ -119,12 +128,17 @@ def fit_classifier(
     learning_rate: float = 3e-3,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     verbose: int = 0,
+    batch_norm_momentum: float | None = None,
 ) -> keras.callbacks.History:
     """Compiles and trains a softmax classifier the way `transfer` does (the same budget for baselines).
 
     Adam with a learning rate cosine-decayed to 0 over `epochs`, sparse categorical
-    cross-entropy, accuracy; `data` is `(x, y)`.
+    cross-entropy, accuracy; `data` is `(x, y)`. `batch_norm_momentum`, if given, is set on
+    every batch norm layer of `model` (nested models and cells included) before training, so
+    networks compared at a short budget share one setting (`set_batch_norm_momentum`).
     """
+    if batch_norm_momentum is not None:
+        set_batch_norm_momentum(model, batch_norm_momentum)
     x, y = data
     steps = epochs * math.ceil(len(x) / batch_size)
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
@@ -132,3 +146,21 @@ def fit_classifier(
                   jit_compile=False)  # XLA compiling a fresh network costs more than it saves on a CPU
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                      callbacks=list(callbacks or []), verbose=verbose)
+
+
+def set_batch_norm_momentum(model: keras.Layer, momentum: float) -> int:
+    """Sets `momentum` on every `BatchNormalization` layer inside `model`; returns how many.
+
+    Keras reads the momentum when the layer is called, so this works on built models too.
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    >>> set_batch_norm_momentum(model, 0.9)
+    1
+    """
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) or not 0 <= momentum < 1:
+        raise ValueError(f"`batch_norm_momentum` must be a number in [0, 1); received {momentum!r}.")
+    # Keras has no public walk over nested layers (cells hold their batch norms as attributes).
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = float(momentum)
+    return len(layers)
