@@ -107,9 +107,10 @@ class AutoModel(BaseEstimator):
             and best configurations (`tfmeta.automodel.warm_start`; True: `~/.tfmeta/warm_start`).
             The search first tries the best configurations of the nearest past data sets
             (leaderboard `origin` "warm start"), then records this project's. None: off.
-        augmentation_policy: Image arrays: a `tfmeta.augmentation_search.AugmentationPolicy`
-            (or its config) in front of every trial's network and the refit, or `"search"`
-            to search one first (`tfmeta.automodel.augmentation`). None: no augmentation.
+        augmentation_policy: Images (arrays or a folder): a
+            `tfmeta.augmentation_search.AugmentationPolicy` (or its config) in front of every
+            trial's network and the refit, in training only, or `"search"` to search one first
+            (`tfmeta.automodel.augmentation`). None: no augmentation. Tables and texts: an error.
         distribution_strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy()`
             over a machine's GPUs): every trial, the refit and the few-shot candidates are
             built and trained under it (KerasTuner's `distribution_strategy`). For a search
