@@ -306,8 +306,8 @@ class AutoModel(BaseEstimator):
             self.__dict__.pop(attribute, None)
         self.data_kind_ = kind
         self._start = time.time()
-        warm_start.prepare(self, x, y)  # the data set's meta-features, when warm-starting
         if kind in inputs_lib.RAW_KINDS:
+            warm_start.prepare(self, x, y)  # the data set's meta-features, when warm-starting
             if self.search_sample is not None:
                 raise ValueError(f"`search_sample` is for numeric arrays; received {kind} data (search_sample="
                                  f"{self.search_sample!r}).")
@@ -319,6 +319,7 @@ class AutoModel(BaseEstimator):
         x, y = inputs_lib.to_arrays(x, y, image_size=image_size)
         inputs_lib.check_features(x)
         y = inputs_lib.check_targets(x, y, self.task)
+        warm_start.prepare(self, x, y)
         self.task_kind_ = inputs_lib.input_kind(x)
         self.n_features_in_ = int(np.prod(x.shape[1:]))
         self.input_shape_ = tuple(x.shape[1:])

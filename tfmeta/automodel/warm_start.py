@@ -137,13 +137,13 @@ def seed_configurations(store: WarmStartStore, meta_features: dict, space: Searc
 
 # -- AutoModel glue: the estimator calls `prepare`, the search families `architectures` and `finish`.
 def prepare(am, x: Any, y: Any) -> None:
-    """Computes the data set's meta-features when `am.warm_start_store` is set (`am.warm_start_`)."""
+    """Computes the data set's meta-features when `am.warm_start_store` is set (`am.warm_start_`).
+
+    `x` and `y` as `meta_features.describe` takes them: arrays (a `tf.data` input after the
+    estimator turned it into arrays), a table, texts or an image folder."""
     setting = getattr(am, "warm_start_store", None)
     am.warm_start_ = None
     if setting is None or setting is False or am.task not in ("classification", "regression"):
-        return
-    if am.data_kind_ == "image_folder" or hasattr(x, "element_spec"):
-        am._log("warm start: skipped, meta-features need the data in memory (arrays, a table or texts).")
         return
     store = WarmStartStore(None if setting is True else setting)
     am.warm_start_ = {"store": store, "meta_features": meta_features_lib.describe(x, y, am.task, seed=am.seed or 0),
