@@ -54,3 +54,12 @@ def test_a_policy_for_tables_or_text_is_an_error(tmp_path, kind):
                           augmentation_policy={"sub_policies": [[["flip", 0.5, 1]]]})
     with pytest.raises(ValueError, match=rf"`augmentation_policy` applies to images: expected .*received {kind}"):
         am.fit(x, np.arange(40) % 2)
+
+
+def test_a_policy_for_few_shot_or_similarity_is_an_error():
+    import tfmeta
+
+    am = tfmeta.AutoModel(task="few_shot", augmentation_policy={"sub_policies": [[["flip", 0.5, 1]]]})
+    with pytest.raises(ValueError, match="`augmentation_policy` is for task='classification' or 'regression'; "
+                                         "received task='few_shot'"):
+        am.fit(np.zeros((40, 8, 8)), np.arange(40) % 10)

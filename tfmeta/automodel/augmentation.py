@@ -25,10 +25,14 @@ import keras
 POLICY_TRIALS = 8
 
 
-def check(value) -> None:
-    """Raises unless `value` is None, "search", an AugmentationPolicy or its config."""
+def check(value, task: str = "classification") -> None:
+    """Raises unless `value` is None, "search", an AugmentationPolicy or its config, and (not
+    None) the AutoModel's `task` is classification or regression."""
     from tfmeta.augmentation_search import AugmentationPolicy
 
+    if value is not None and task not in ("classification", "regression"):
+        raise ValueError("`augmentation_policy` is for task='classification' or 'regression'; received "
+                         f"task={task!r} (its learners train on episodes or pairs). Pass augmentation_policy=None.")
     if value is None or value == "search" or isinstance(value, AugmentationPolicy):
         return
     if isinstance(value, dict) and "sub_policies" in value:

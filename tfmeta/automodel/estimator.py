@@ -234,7 +234,7 @@ class AutoModel(BaseEstimator):
         if self.task == "few_shot":
             few_shot.check_candidates(self.learners)
         supervised.check_search_sample(self.search_sample, self.task)
-        augmentation.check(self.augmentation_policy)
+        augmentation.check(self.augmentation_policy, self.task)
         check_strategy(self.distribution_strategy)
 
     def _check_fitted(self) -> None:
