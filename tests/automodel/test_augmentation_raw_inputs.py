@@ -26,10 +26,10 @@ def test_an_image_folder_trains_with_a_searched_policy_and_serves_without_it(tmp
 
     monkeypatch.setattr(augmentation, "POLICY_TRIALS", 2)
     root = make_folder(str(tmp_path / "images"), classes=2, per_class=12)
-    am = tfmeta.AutoModel(max_trials=1, epochs=2, seed=0, verbose=0, refit=False, ensemble=False, filters=8,
+    am = tfmeta.AutoModel(max_trials=1, epochs=1, seed=0, verbose=0, refit=False, ensemble=False, filters=8,
                           batch_size=8, strategy="random", directory=str(tmp_path), project_name="folder_aug",
                           augmentation_policy="search")
-    am.fit(root, image_size=None)
+    am.fit(root)
     policy = am.augmentation_policy_
     assert len(policy["sub_policies"]) == 2 and policy["value_range"] == [0.0, 1.0]  # after the model's scaling
     layers = [layer for layer in am.model_._flatten_layers() if isinstance(layer, AugmentationPolicy)]
