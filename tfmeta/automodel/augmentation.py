@@ -2,9 +2,11 @@
 
 `AutoModel(augmentation_policy=...)` takes an `AugmentationPolicy` layer (or its config), or
 `"search"`: before the architecture search, `tfmeta.augmentation_search.PolicySearch` scores
-`POLICY_TRIALS` policies by a small child network's validation accuracy on the same split. The
-policy then sits in front of every trial's network and of the refit (after the normalisation,
-so its value range and fill value are those of the normalised images) and is written to
+`POLICY_TRIALS` policies by a small child network's validation accuracy on the same split (the
+children train `epochs` epochs: too short a training ranks augmentation below none, see
+docs/results.md). The policy then sits in front of every trial's network and of the refit
+(after the normalisation, so its value range and fill value are those of the normalised
+images) and is written to
 `tfmeta.json` as `augmentation_policy`. It augments only while training: predictions and the
 export see the images unchanged.
 
