@@ -6,9 +6,8 @@
 children train `epochs` epochs: too short a training ranks augmentation below none, see
 docs/results.md). The policy then sits in front of every trial's network and of the refit
 (after the normalisation, so its value range and fill value are those of the normalised
-images) and is written to
-`tfmeta.json` as `augmentation_policy`. It augments only while training: predictions and the
-export see the images unchanged.
+images) and is written to `tfmeta.json` as `augmentation_policy`. It augments only while
+training: predictions and the export see the images unchanged.
 
 Both image inputs take it: image arrays (`resolve`: after `Preprocessing`'s normalisation) and
 streamed image folders (`resolve_raw`: after the model's in-graph resize and scaling to [0, 1];
