@@ -2,7 +2,8 @@
 
 The policy search (`tfmeta.augmentation_search.PolicySearch`, regularised evolution by default)
 scores `--trials` policies by a small child network's validation accuracy after
-`--child-epochs` epochs on a subset of the training split. Then a larger network (twice the
+`--child-epochs` epochs on the first `--child-examples` images of the training split (averaged
+over `--reward-seeds` children per policy). Then a larger network (twice the
 filters) trains `--epochs` epochs on the whole training split (validation split included) with
 each augmentation, and is scored on the test split, for `--seeds` seeds:
 
@@ -17,6 +18,7 @@ seed's test accuracy.
 
 Usage:
     python benchmarks/augmentation_policy_digits.py [--trials 12] [--child-epochs 8] [--epochs 30] [--seeds 3]
+        [--child-examples 600] [--reward-seeds 1]
 """
 
 from __future__ import annotations
@@ -67,10 +69,11 @@ def digits(seed: int = 0) -> dict:
 
 
 def search_policy(splits: dict, trials: int, child_epochs: int, strategy: str, seed: int,
-                  child_examples: int = 600) -> PolicySearch:
+                  child_examples: int = 600, reward_seeds: int = 1) -> PolicySearch:
     x, y = splits["train"]
     search = PolicySearch(lambda policy: small_convnet(policy, (8, 8, 1), 10), strategy=strategy,
-                          max_trials=trials, seed=seed, directory=tempfile.mkdtemp(), project_name="policy")
+                          max_trials=trials, seed=seed, directory=tempfile.mkdtemp(), project_name="policy",
+                          reward_seeds=reward_seeds)
     return search.fit(x[:child_examples], y[:child_examples], validation_data=splits["validation"],
                       epochs=child_epochs, batch_size=32)
 
@@ -93,10 +96,13 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--strategy", default="evolution", choices=["controller", "evolution", "random"])
+    p.add_argument("--child-examples", type=int, default=600, help="training images of each search child")
+    p.add_argument("--reward-seeds", type=int, default=1, help="children per policy, their scores averaged")
     args = p.parse_args(argv)
     start = time.time()
     splits = digits(0)
-    search = search_policy(splits, args.trials, args.child_epochs, args.strategy, seed=0)
+    search = search_policy(splits, args.trials, args.child_epochs, args.strategy, seed=0,
+                           child_examples=args.child_examples, reward_seeds=args.reward_seeds)
     policy = search.best_policy()
     search_seconds = time.time() - start
     result = {"command": "python benchmarks/augmentation_policy_digits.py " + " ".join(argv or []),

@@ -157,10 +157,9 @@ def plot_pairs(model, x, y, path: Path, n: int = 8, seed: int = 0) -> str:
 def load_embedding_data(name: str):
     """`(x_train, y_train), (x_test, y_test)`: images in [0, 1], int labels."""
     if name == "mnist":
-        import tensorflow_datasets as tfds
+        from tfmeta.data.mnist import load_mnist
 
-        splits = tfds.as_numpy(tfds.load("mnist", split=["train", "test"], batch_size=-1, as_supervised=True))
-        return tuple((x.astype("float32") / 255.0, y.astype("int64")) for x, y in splits)
+        return load_mnist(("train", "test"))
     from tfmeta.data.digits import load_digits_splits
 
     splits = load_digits_splits(test_size=0.25, seed=0, scaled=True, channel_axis=True)

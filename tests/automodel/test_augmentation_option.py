@@ -36,5 +36,5 @@ def test_the_option_is_checked_and_images_only(tmp_path):
                           augmentation_policy={"sub_policies": [[["flip", 0.5, 1]]]})
     with pytest.raises(ValueError, match="applies to images"):
         am.fit(np.random.default_rng(0).random((40, 5)), np.arange(40) % 2)
-    with pytest.raises(ValueError, match="applies to image arrays"):
+    with pytest.raises(ValueError, match="applies to images: expected .* received table"):
         am.fit({"a": list(range(40)), "b": ["x", "y"] * 20}, np.arange(40) % 2)

@@ -8,6 +8,10 @@ the controller RNN, regularised evolution or random search. Every child starts f
 initial weights (the seed is reset before each is built), so the policy is what differs; the
 first trial is the policy that changes nothing, the baseline a found policy has to beat.
 
+A short child training is a noisy reward: with `reward_seeds=k` each policy trains `k`
+children (KerasTuner's `executions_per_trial`), from `k` different initial weights and policy
+draws, and is scored by the mean of their best validation accuracies.
+
 Example:
 
 >>> search = PolicySearch(lambda policy: small_convnet(policy, (8, 8, 1), 10), strategy="evolution",
@@ -54,6 +58,8 @@ class PolicySearch:
         value_range: `(low, high)` of the images' pixel values.
         fill_value: Pixel value geometric operations bring in.
         seed: Seed of the strategy, of every child's initial weights and of the policies.
+        reward_seeds: Children trained per policy (seeds `seed`, `seed + 1`, ...), their best
+            validation accuracies averaged into the policy's score.
         directory, project_name, overwrite: Where the KerasTuner trials persist.
         **search_kwargs: Other `ArchitectureSearch` arguments (`strategy_kwargs`, `max_time`,
             `callbacks`).
@@ -62,11 +68,19 @@ class PolicySearch:
     def __init__(self, build_child: Callable[[AugmentationPolicy], keras.Model], space: SearchSpace | None = None,
                  strategy: str = "evolution", max_trials: int = 10, value_range: Sequence[float] = (0.0, 1.0),
                  fill_value: float = 0.0, seed: int = 0, directory: str = "runs",
-                 project_name: str = "augmentation_policy", overwrite: bool = False, **search_kwargs: Any):
+                 project_name: str = "augmentation_policy", overwrite: bool = False, reward_seeds: int = 1,
+                 **search_kwargs: Any):
         from tfmeta.nas.search import ArchitectureSearch
 
         if not callable(build_child):
             raise ValueError(f"`build_child` must be a function policy -> keras.Model; received {build_child!r}.")
+        if isinstance(reward_seeds, bool) or not isinstance(reward_seeds, int) or reward_seeds < 1:
+            raise ValueError(f"`reward_seeds` must be an integer >= 1; received {reward_seeds!r}.")
+        self.reward_seeds = reward_seeds
+        self._builds: dict[str, int] = {}  # children built per policy: the next one's seed offset
+        if reward_seeds > 1:
+            search_kwargs["tuner_kwargs"] = {**search_kwargs.get("tuner_kwargs", {}),
+                                             "executions_per_trial": reward_seeds}
         self.space = space if space is not None else policy_space()
         self.build_child = build_child
         self.layer_kwargs = {"value_range": tuple(value_range), "fill_value": float(fill_value), "seed": int(seed)}
@@ -81,8 +95,12 @@ class PolicySearch:
         return policy_from_architecture(arch, **self.layer_kwargs)
 
     def _build(self, arch: Architecture) -> keras.Model:
-        keras.utils.set_random_seed(self.seed)  # every child starts alike: the policy is the difference
-        return self.build_child(self.policy(arch))
+        # Every policy's k-th child starts alike (seed + k): the policy is the difference.
+        count = self._builds.get(str(arch), 0)
+        self._builds[str(arch)] = count + 1
+        seed = self.seed + count % self.reward_seeds
+        keras.utils.set_random_seed(seed)
+        return self.build_child(policy_from_architecture(arch, **{**self.layer_kwargs, "seed": seed}))
 
     def fit(self, x, y, validation_data, epochs: int = 3, batch_size: int = 32, **fit_kwargs: Any) -> "PolicySearch":
         """Runs the trials: each child trains `epochs` epochs on `(x, y)`, scored on `validation_data`."""

@@ -107,9 +107,10 @@ class AutoModel(BaseEstimator):
             and best configurations (`tfmeta.automodel.warm_start`; True: `~/.tfmeta/warm_start`).
             The search first tries the best configurations of the nearest past data sets
             (leaderboard `origin` "warm start"), then records this project's. None: off.
-        augmentation_policy: Image arrays: a `tfmeta.augmentation_search.AugmentationPolicy`
-            (or its config) in front of every trial's network and the refit, or `"search"`
-            to search one first (`tfmeta.automodel.augmentation`). None: no augmentation.
+        augmentation_policy: Images (arrays or a folder): a
+            `tfmeta.augmentation_search.AugmentationPolicy` (or its config) in front of every
+            trial's network and the refit, in training only, or `"search"` to search one first
+            (`tfmeta.automodel.augmentation`). None: no augmentation. Tables and texts: an error.
         distribution_strategy: Optional `tf.distribute.Strategy` (e.g. `MirroredStrategy()`
             over a machine's GPUs): every trial, the refit and the few-shot candidates are
             built and trained under it (KerasTuner's `distribution_strategy`). For a search
@@ -233,7 +234,7 @@ class AutoModel(BaseEstimator):
         if self.task == "few_shot":
             few_shot.check_candidates(self.learners)
         supervised.check_search_sample(self.search_sample, self.task)
-        augmentation.check(self.augmentation_policy)
+        augmentation.check(self.augmentation_policy, self.task)
         check_strategy(self.distribution_strategy)
 
     def _check_fitted(self) -> None:
@@ -305,8 +306,8 @@ class AutoModel(BaseEstimator):
             self.__dict__.pop(attribute, None)
         self.data_kind_ = kind
         self._start = time.time()
-        warm_start.prepare(self, x, y)  # the data set's meta-features, when warm-starting
         if kind in inputs_lib.RAW_KINDS:
+            warm_start.prepare(self, x, y)  # the data set's meta-features, when warm-starting
             if self.search_sample is not None:
                 raise ValueError(f"`search_sample` is for numeric arrays; received {kind} data (search_sample="
                                  f"{self.search_sample!r}).")
@@ -318,6 +319,7 @@ class AutoModel(BaseEstimator):
         x, y = inputs_lib.to_arrays(x, y, image_size=image_size)
         inputs_lib.check_features(x)
         y = inputs_lib.check_targets(x, y, self.task)
+        warm_start.prepare(self, x, y)
         self.task_kind_ = inputs_lib.input_kind(x)
         self.n_features_in_ = int(np.prod(x.shape[1:]))
         self.input_shape_ = tuple(x.shape[1:])

@@ -115,6 +115,10 @@ class ImageFolderTask(RawDataTask):
     def space(self):
         return image_models.image_space(self.folder.load_size)[0]
 
+    def search_image_sides(self) -> tuple[int, ...]:
+        """The image sides the trials choose from."""
+        return next(d for d in self.space().decisions if d.name == "image_size").choices
+
     def initial_architectures(self):
         return [image_models.default_image_architecture(*image_models.image_space(self.folder.load_size))]
 
@@ -124,7 +128,8 @@ class ImageFolderTask(RawDataTask):
     def build(self, arch):
         space, cells = image_models.image_space(self.folder.load_size)
         return image_models.build_image_model(space, cells, arch, self.load_shape, len(self.classes),
-                                              filters=self.am.filters)
+                                              filters=self.am.filters,
+                                              augmentation_policy=getattr(self.am, "augmentation_policy_", None))
 
     def model_inputs(self):
         return keras.Input(self.load_shape, name="image")

@@ -73,8 +73,12 @@ def augmentation(kind: str) -> list[keras.layers.Layer]:
 
 def build_image_model(space: SearchSpace, cells: MicroCellSpace, arch: Architecture,
                       load_shape: Sequence[int], outputs: int, filters: int = 16,
-                      num_cells: int = 1) -> keras.Model:
-    """Load-size images (0..255) -> resize, scale, augment -> cell network -> softmax, compiled."""
+                      num_cells: int = 1, augmentation_policy: dict | None = None) -> keras.Model:
+    """Load-size images (0..255) -> resize, scale, augment -> cell network -> softmax, compiled.
+
+    `augmentation_policy`: the config of a `tfmeta.augmentation_search.AugmentationPolicy` for
+    images in [0, 1], applied after the trial's own augmentation (training only).
+    """
     choices = space.validate(arch).as_dict()
     side = int(choices["image_size"])
     channels = int(load_shape[-1])
@@ -83,6 +87,10 @@ def build_image_model(space: SearchSpace, cells: MicroCellSpace, arch: Architect
     x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(x)
     for layer in augmentation(choices["augment"]):
         x = layer(x)
+    if augmentation_policy is not None:
+        from tfmeta.augmentation_search import AugmentationPolicy
+
+        x = AugmentationPolicy.from_config(augmentation_policy)(x)
     body = build_cell_model(cells, cell_architecture(cells, arch), (side, side, channels), outputs,
                             num_cells=num_cells, filters=filters, num_reductions=num_reductions(side))
     model = FunctionalModel(inputs, body(x), name="image_model")

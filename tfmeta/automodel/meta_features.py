@@ -9,8 +9,9 @@ stump, from scikit-learn) on a small sample.
 
 `describe(x, y, task)` takes the data as `AutoModel.fit` does: numeric arrays (images are
 flattened), a pandas DataFrame or dict of columns, the path of a CSV file (only its first
-`sample_size` rows are read) with `y` the name of its target column, or a list of texts
-(featurised for the landmarkers with scikit-learn's `HashingVectorizer`).
+`sample_size` rows are read) with `y` the name of its target column, a list of texts
+(featurised for the landmarkers with scikit-learn's `HashingVectorizer`), or a folder of images
+with one sub-folder per class (`y` None; a sample of `sample_size` images is read small).
 
 Example:
 
@@ -88,6 +89,22 @@ def _array_sample(x, y, sample_size: int, seed: int):
     return np.nan_to_num(flat[take]), np.asarray(y)[take], 0.0, missing, rows, flat.shape[1]
 
 
+#: Side images of a folder are read at for the meta-features (landmarkers on their pixels).
+FOLDER_SIDE = 16
+
+
+def _folder_sample(path, sample_size: int, seed: int):
+    """A seeded sample of an image folder's images (`FOLDER_SIDE` square, flattened) and labels;
+    its columns are the pixels of the folder's typical image size."""
+    from tfmeta.data.image_folders import ImageFolder
+
+    folder = ImageFolder(path, load_size=(FOLDER_SIDE, FOLDER_SIDE))
+    take = np.sort(np.random.default_rng(seed).permutation(len(folder))[:sample_size])
+    images, labels = folder.read(take)
+    columns = int(np.prod(folder.typical_size)) * folder.channels
+    return images.reshape(len(images), -1).astype("float64"), labels, 0.0, 0.0, len(folder), columns
+
+
 def _landmarks(features, target, classification: bool, seed: int) -> tuple[float, float]:
     """3-fold cross-validated accuracy (classification) or R^2 (regression) of 1-NN and a stump."""
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
@@ -112,8 +129,9 @@ def describe(x: Any, y: Any, task: str = "classification", sample_size: int = 50
     """The meta-features of a data set, `{name: float}` for every name in `NAMES`.
 
     Args:
-        x: Numeric arrays `[N, ...]`, a DataFrame / dict of columns / CSV path, or 1-D texts.
-        y: The targets, or (a table) the name of its target column.
+        x: Numeric arrays `[N, ...]`, a DataFrame / dict of columns / CSV path, 1-D texts, or
+            an image folder.
+        y: The targets, or (a table) the name of its target column, or None (an image folder).
         task: `"classification"` or `"regression"` (no classes; landmarkers score R^2).
         sample_size: Rows the landmarkers (and a CSV read) use at most.
         seed: Seed of the sample and of the landmarkers' folds.
@@ -122,7 +140,12 @@ def describe(x: Any, y: Any, task: str = "classification", sample_size: int = 50
 
     if task not in ("classification", "regression"):
         raise ValueError(f"`task` must be 'classification' or 'regression'; received {task!r}.")
-    if isinstance(x, (str, os.PathLike, pd.DataFrame, dict)):
+    if isinstance(x, (str, os.PathLike)) and os.path.isdir(x):
+        if y is not None:
+            raise ValueError(f"`y` must be None when `x` is an image folder (labels come from sub-folder names); "
+                             f"received y={y!r}.")
+        sample = _folder_sample(x, sample_size, seed)
+    elif isinstance(x, (str, os.PathLike, pd.DataFrame, dict)):
         sample = _table_sample(x, y, sample_size, seed)
     elif np.ndim(x) == 1 and len(x) and any(isinstance(v, str) for v in x):
         sample = _text_sample(x, y, sample_size, seed)

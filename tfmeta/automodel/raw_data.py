@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmeta import export as export_lib
-from tfmeta.automodel import fingerprint, warm_start
+from tfmeta.automodel import augmentation, fingerprint, warm_start
 from tfmeta.automodel.distributed import finish_worker
 from tfmeta.automodel.progress import TrialProgress
 from tfmeta.nas.distribution import strategy_scope
@@ -145,15 +145,14 @@ def make_task(am) -> RawDataTask:
 
 def fit(am, x, y, validation_split: float, validation_data) -> None:
     """Reads, searches, refits; sets `am`'s fitted attributes."""
-    if getattr(am, "augmentation_policy", None) is not None:
-        raise ValueError(f"`augmentation_policy` applies to image arrays; `x` is {am.data_kind_.replace('_', ' ')} "
-                         "data. Pass the images as an array (N, H, W[, C]), or augmentation_policy=None.")
     task = make_task(am)
+    augmentation.check_input(am, task.kind)  # before reading the data
     task.prepare(x, y, validation_split, validation_data)
     fingerprint.start_project(am, fingerprint.of_raw_task(am.task, task))
     if task.classification:
         am.classes_ = task.classes
     am.raw_task_ = task
+    augmentation.resolve_raw(am, task)  # an image folder's policy, in front of every trial's network
     monitor = "val_accuracy" if task.classification else "val_loss"
     sign = 1.0 if task.classification else -1.0
     space = task.space()

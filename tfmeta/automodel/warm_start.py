@@ -7,8 +7,8 @@ Euclidean distance of the *standardised* meta-features (each feature scaled by i
 the store, so that rows do not drown the landmarkers) and evaluates their best configurations
 first, before its own defaults and the strategy's proposals.
 
-Only projects searched in a space of the same name (tables from tables, texts from texts) are
-neighbours. A past configuration is carried into the new space decision by decision: a
+Only projects searched in a space of the same name (tables from tables, texts from texts, image
+folders from image folders) are neighbours. A past configuration is carried into the new space decision by decision: a
 decision of the same name takes the stored label, or the nearest numeric choice (batch sizes
 depend on the rows); one that shares fewer than half of the new space's decisions does not
 transfer. The store is one JSON file per project in a directory:
@@ -137,13 +137,13 @@ def seed_configurations(store: WarmStartStore, meta_features: dict, space: Searc
 
 # -- AutoModel glue: the estimator calls `prepare`, the search families `architectures` and `finish`.
 def prepare(am, x: Any, y: Any) -> None:
-    """Computes the data set's meta-features when `am.warm_start_store` is set (`am.warm_start_`)."""
+    """Computes the data set's meta-features when `am.warm_start_store` is set (`am.warm_start_`).
+
+    `x` and `y` as `meta_features.describe` takes them: arrays (a `tf.data` input after the
+    estimator turned it into arrays), a table, texts or an image folder."""
     setting = getattr(am, "warm_start_store", None)
     am.warm_start_ = None
     if setting is None or setting is False or am.task not in ("classification", "regression"):
-        return
-    if am.data_kind_ == "image_folder" or hasattr(x, "element_spec"):
-        am._log("warm start: skipped, meta-features need the data in memory (arrays, a table or texts).")
         return
     store = WarmStartStore(None if setting is True else setting)
     am.warm_start_ = {"store": store, "meta_features": meta_features_lib.describe(x, y, am.task, seed=am.seed or 0),
