@@ -1,5 +1,6 @@
-"""`MultiWorkerMirroredStrategy` with two worker processes on 127.0.0.1 (`TF_CONFIG`) trains a
-prototypical network, second-order MAML, a NAS child, the ENAS supernet and AutoModel's network
+"""`MultiWorkerMirroredStrategy` with two worker processes on 127.0.0.1 (`TF_CONFIG`) trains one
+learner of each train step (Siamese, prototypical, matching and relation networks, the
+distiller, second-order MAML, Reptile), a NAS child, the ENAS supernet and AutoModel's network
 for arrays to the same losses and weights as one process (the plain Keras models through
 `FunctionalModel`, which Keras alone cannot fit under the strategy)."""
 
@@ -15,7 +16,8 @@ import pytest
 from learner_cases import reference_runs  # noqa: F401 (a fixture)
 
 SCRIPT = Path(__file__).resolve().parent / "multi_worker_script.py"
-NAMES = ("protonet", "maml", "nas_child", "enas_supernet", "automodel_arrays")
+NAMES = ("siamese", "protonet", "matching", "relation", "distiller", "maml", "reptile",
+         "nas_child", "enas_supernet", "automodel_arrays")
 
 
 def free_ports(count: int) -> list[int]:
