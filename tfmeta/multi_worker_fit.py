@@ -14,13 +14,13 @@ and under a multi-worker strategy the step results get a leading axis of 1, so t
 the gathered replicas (whose metric results are equal: the metrics aggregate over replicas)
 is the scalar again. Without a multi-worker strategy nothing changes.
 
-The learners carry the mixin; the plain networks tfmeta builds (NAS children, the AutoModel
-networks of arrays, tables, text and image folders) are `FunctionalModel`s: functional Keras
-models (Keras 3 builds a functional model of any `keras.Model` subclass called with `inputs`
-and `outputs`) of a registered subclass that carries it. A `.keras` file of one reloads as a
-`FunctionalModel` once a module that defines or builds them is imported (this one,
-`tfmeta.nas.builders` or `tfmeta.automodel`; the lazy `import tfmeta` alone does not); their
-SavedModel exports need nothing of tfmeta.
+The learners and the search networks (the ENAS supernet, DARTS) carry the mixin; the plain
+networks tfmeta builds (NAS children, the AutoModel networks of arrays, tables, text and image
+folders) are `FunctionalModel`s: functional Keras models (Keras 3 builds a functional model
+of any `keras.Model` subclass called with `inputs` and `outputs`) of a registered subclass
+that carries it. A `.keras` file of one reloads as a `FunctionalModel` once a module that
+defines or builds them is imported (this one, `tfmeta.nas.builders` or `tfmeta.automodel`; the
+lazy `import tfmeta` alone does not); their SavedModel exports need nothing of tfmeta.
 
 Example:
 

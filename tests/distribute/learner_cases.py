@@ -20,6 +20,7 @@ import tfmeta
 from tfmeta.automodel.preprocessing import Preprocessing
 from tfmeta.metric.distillation import EpisodeDistiller
 from tfmeta.nas.builders import build_dense_model
+from tfmeta.nas.darts import DartsNetwork
 from tfmeta.nas.space import DenseSpace, MicroCellSpace
 from tfmeta.nas.supernet import SharedCellNetwork
 
@@ -93,6 +94,18 @@ def supernet() -> keras.Model:
     return net
 
 
+def darts(**kwargs) -> keras.Model:
+    """A first-order DARTS network: one mixed-op node, no reduction, 2 filters."""
+    space = MicroCellSpace(num_nodes=1, ops=("conv_1x1", "max_pool_3x3"))
+    return DartsNetwork(space, (4, 4, 1), 3, filters=2, num_reductions=0, **kwargs)
+
+
+def darts_batches() -> tf.data.Dataset:
+    """DARTS's `((x_train, y_train), (x_val, y_val))` pairs, each half duplicated (batch norm)."""
+    return tf.data.Dataset.zip((labelled((4, 4, 1), 3, duplicated=True),
+                                labelled((4, 4, 1), 3, seed=1, duplicated=True)))
+
+
 def nas_child() -> keras.Model:
     space = DenseSpace(num_layers=2, units=(8,), dropout=(0.0,))
     return build_dense_model(space, space.sample(np.random.default_rng(0)), (DIM,), 3)
@@ -116,7 +129,8 @@ class Case(NamedTuple):
 CLASSIFY = {"loss": "sparse_categorical_crossentropy"}
 
 #: One case per learner; the families are metric (Siamese, prototypical, matching, relation),
-#: distillation, gradient-based (MAML and its variants, Reptile) and NAS (a child, the supernet).
+#: distillation, gradient-based (MAML and its variants, Reptile) and NAS (a child, the supernet,
+#: DARTS's first-order search).
 CASES = {
     "siamese": Case(lambda: tfmeta.SiameseNetwork(encoder(), input_shape=(DIM,)), pairs),
     "protonet": Case(lambda: tfmeta.PrototypicalNetwork(encoder()), episodes),
@@ -133,6 +147,9 @@ CASES = {
         multi_step_loss=True, per_step_bn=True), episodes),
     "reptile": Case(lambda: tfmeta.Reptile(classifier(), inner_lr=0.1, inner_steps=2), episodes, 0.5),
     "nas_child": Case(nas_child, lambda: labelled((DIM,), 3), compile_kwargs=CLASSIFY),
+    "darts": Case(darts, darts_batches, 0.5),
+    # Clipped at every step (the gradients' norm is far above 1e-3): per replica, as one device.
+    "darts_clipped": Case(lambda: darts(grad_clip_norm=1e-3), darts_batches, 50.0),
     "enas_supernet": Case(supernet, lambda: labelled((4, 4, 1), 3, duplicated=True), compile_kwargs=CLASSIFY),
     "automodel_arrays": Case(automodel_network, lambda: labelled((DIM,), 3, integers=True), compile_kwargs=CLASSIFY),
 }

@@ -8,10 +8,11 @@ the losses are scaled, so the weight change matches float32's (before, the
 `LossScaleOptimizer` divided unscaled gradients by 2^15).
 """
 
+import keras
 import numpy as np
 import pytest
 
-from learner_cases import CASES, mirrored, reference_runs, train  # noqa: F401 (fixtures)
+from learner_cases import CASES, darts, darts_batches, mirrored, reference_runs, train  # noqa: F401 (fixtures)
 
 # XLA and mixed precision change no code path between MAML's variants (or between the NAS
 # child and the supernet, both plain Keras steps), so to keep the suite fast those two are
@@ -19,8 +20,8 @@ from learner_cases import CASES, mirrored, reference_runs, train  # noqa: F401 (
 # LSTMs, for mixed precision, are the exception. Every learner runs under the strategy
 # (the full-context matching network, slow to trace, only in mixed precision).
 STRATEGY_CASES = sorted(set(CASES) - {"matching_full_context"})
-XLA_CASES = ["siamese", "protonet", "distiller", "maml", "reptile", "nas_child"]
-FLOAT16_CASES = ["siamese", "protonet", "matching_full_context", "distiller", "maml", "reptile", "nas_child"]
+XLA_CASES = ["siamese", "protonet", "distiller", "maml", "reptile", "nas_child", "darts"]
+FLOAT16_CASES = ["siamese", "protonet", "matching_full_context", "distiller", "maml", "reptile", "nas_child", "darts"]
 
 
 def assert_weights_close(run, reference, atol):
@@ -60,3 +61,11 @@ def test_mixed_float16_scales_the_loss_and_matches_float32(name, reference_runs)
     ratio = np.linalg.norm(change) / np.linalg.norm(expected)
     assert 0.9 < ratio < 1.1, ratio
     np.testing.assert_allclose(change, expected, atol=2e-2 * np.abs(expected).max())
+
+
+def test_second_order_darts_under_two_replicas_is_a_clear_error(mirrored):
+    with mirrored.scope():
+        net = darts(second_order=True)
+        net.compile(optimizer=keras.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match=r"second_order=True\) cannot train under a strategy of 2 replicas"):
+        net.fit(darts_batches(), epochs=1, verbose=0)

@@ -28,6 +28,15 @@ and `SkipConnectionStopping`, a callback that stops the search once the unconstr
 derivation of the normal cell holds more than `max_skips` identity edges (DARTS+'s early
 stop). `operation_mix(arch)` counts the operations of a derived architecture.
 
+Strategies and mixed precision: both steps end as every tfmeta learner's does
+(`tfmeta.optimizer_step`): a replica's gradients are scaled by the global batch and by the
+optimizer's loss scale, so the first-order search under `MirroredStrategy` or
+`MultiWorkerMirroredStrategy` takes one device's steps, and under `mixed_float16` the
+architecture optimizer is a `LossScaleOptimizer` as `compile()` makes the weight optimizer.
+Gradient clipping acts on each replica's own mean gradient (on one device: the paper's). The
+second-order step moves the weights to virtual points that differ between replicas, which
+mirrored variables cannot hold: under a strategy of several replicas it is an error.
+
 Example:
 
 >>> import numpy as np
@@ -52,6 +61,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from tfmeta import optimizer_step
+from tfmeta.multi_worker_fit import MultiWorkerFitMixin
 from tfmeta.nas import operations
 from tfmeta.nas.cells import cell_layout, check_cell_network_args
 from tfmeta.nas.operations import BN_MOMENTUM
@@ -145,7 +156,7 @@ class DartsCell(layers.Layer):
         return self.project(keras.ops.concatenate(states[2:], axis=-1), training=training)
 
 
-class DartsNetwork(keras.Model):
+class DartsNetwork(MultiWorkerFitMixin, keras.Model):
     """The DARTS supernet of a `MicroCellSpace`, searched with `fit()` on paired batches.
 
     The layout is `build_cell_model`'s: stem, stages of `num_cells` normal cells with a
@@ -206,6 +217,8 @@ class DartsNetwork(keras.Model):
                        for kind in ("normal", "reduce")}
         self.arch_optimizer = keras.optimizers.Adam(arch_learning_rate, beta_1=arch_beta_1,
                                                     weight_decay=arch_weight_decay)
+        if keras.config.dtype_policy().name == "mixed_float16":  # as compile() wraps the weights' optimizer
+            self.arch_optimizer = keras.optimizers.LossScaleOptimizer(self.arch_optimizer)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "arch_loss")}
         self.trackers.update({name: keras.metrics.SparseCategoricalAccuracy(name=name)
                               for name in ("accuracy", "arch_accuracy")})
@@ -246,10 +259,13 @@ class DartsNetwork(keras.Model):
         loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
         return loss, logits
 
-    def _gradients(self, x, y, variables):
+    def _gradients(self, x, y, variables, factor=None):
+        """Gradients of the batch's mean loss (times `factor`, the optimizer's scaling of a
+        replica's gradient: `optimizer_step.gradient_factor`), zeros where unconnected."""
         with tf.GradientTape() as tape:
             loss, logits = self._loss(x, y)
-        grads = tape.gradient(loss, variables)
+        factor = None if factor is None else tf.cast(factor, loss.dtype)
+        grads = tape.gradient(loss, variables, output_gradients=factor)
         return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)], loss, logits
 
     def architecture_gradients(self, train_batch, val_batch):
@@ -261,13 +277,21 @@ class DartsNetwork(keras.Model):
         weights are restored before returning.
 
         Returns:
-            `(gradients [normal, reduce], validation loss, validation logits)`.
+            `(gradients [normal, reduce], validation loss, validation logits)`, the gradients
+            scaled for `arch_optimizer` (global batch, loss scale; see the module docstring).
         """
         (xt, yt), (xv, yv) = train_batch, val_batch
         arch, weights = self.arch_variables, self.weight_variables
+        factor = optimizer_step.gradient_factor(self.arch_optimizer)
         if not self.second_order:
-            grads, loss, logits = self._gradients(xv, yv, arch)
-            return grads, loss, logits
+            return self._gradients(xv, yv, arch, factor)
+        if optimizer_step.num_replicas() > 1:
+            raise ValueError(
+                f"DartsNetwork(second_order=True) cannot train under a strategy of "
+                f"{optimizer_step.num_replicas()} replicas: its virtual weight step differs between "
+                f"replicas, which mirrored weights cannot hold. Use second_order=False (first order) "
+                f"or train on one device."
+            )
         xi = self.unrolled_learning_rate
         if xi is None:
             xi = self.optimizer.learning_rate
@@ -286,7 +310,7 @@ class DartsNetwork(keras.Model):
             hessian.append(self._gradients(xt, yt, arch)[0])
         for v, w in zip(weights, original):
             v.assign(w)
-        grads = [g - xi * (p - n) / (2.0 * eps) for g, p, n in zip(val_arch, *hessian)]
+        grads = [(g - xi * (p - n) / (2.0 * eps)) * tf.cast(factor, g.dtype) for g, p, n in zip(val_arch, *hessian)]
         return grads, loss, logits
 
     def train_step(self, data):
@@ -298,9 +322,10 @@ class DartsNetwork(keras.Model):
         arch_grads, arch_loss, arch_logits = self.architecture_gradients((xt, yt), (xv, yv))
         self.arch_optimizer.apply(arch_grads, self.arch_variables)
         weights = self.weight_variables
-        grads, loss, logits = self._gradients(xt, yt, weights)
-        if self.grad_clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, self.grad_clip_norm)
+        factor = optimizer_step.gradient_factor(self.optimizer)
+        grads, loss, logits = self._gradients(xt, yt, weights, factor)
+        if self.grad_clip_norm:  # the replica's mean gradient clipped at grad_clip_norm
+            grads, _ = tf.clip_by_global_norm(grads, self.grad_clip_norm * factor)
         self.optimizer.apply(grads, weights)
         self.trackers["loss"].update_state(loss)
         self.trackers["accuracy"].update_state(yt, logits)
