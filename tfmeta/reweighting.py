@@ -18,6 +18,12 @@ The virtual step runs the wrapped model through `stateless_call` with substitute
 (as `tfmeta.gradient.functional.KerasRunner` does), so any Keras classifier works. Batch
 normalisation's moving statistics are updated by the real step only.
 
+Under a `tf.distribute` strategy each replica computes its examples' meta-gradients (exact:
+at `eps = 0` an example's meta-gradient involves no other example) and the weights are
+normalised over the *global* batch (the replicas' sums all-reduced), so the replicas' summed
+gradients are one device's; under `mixed_float16` the loss is scaled as `compile()`'s
+`LossScaleOptimizer` expects (`tfmeta.optimizer_step`).
+
 Example:
 
 >>> base = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
@@ -35,7 +41,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfmeta import optimizer_step
 from tfmeta.data.validation import check_positive_int
+from tfmeta.multi_worker_fit import MultiWorkerFitMixin
 
 
 def _check_clean_set(clean_x, clean_y) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +56,7 @@ def _check_clean_set(clean_x, clean_y) -> tuple[np.ndarray, np.ndarray]:
     return clean_x.astype(keras.config.floatx()), clean_y
 
 
-class ReweightedModel(keras.Model):
+class ReweightedModel(MultiWorkerFitMixin, keras.Model):
     """Trains a Keras classifier with per-example weights learned from a clean set (Ren et al. 2018).
 
     Args:
@@ -135,9 +143,14 @@ class ReweightedModel(keras.Model):
         return outer.gradient(clean_loss, eps)
 
     def example_weights(self, x, y, clean_x=None, clean_y=None) -> tf.Tensor:
-        """The normalised weights `[B]` of a batch: `max(-meta-gradient, 0)`, summing to 1 (or all 0)."""
+        """The normalised weights `[B]` of a batch: `max(-meta-gradient, 0)`, summing to 1 (or all 0).
+
+        In a replica of a strategy, the weights of the replica's share of the batch, normalised
+        over the global batch (they sum to 1 over all replicas)."""
         raw = tf.nn.relu(-self.example_weight_gradient(x, y, clean_x, clean_y))
         total = tf.reduce_sum(raw)
+        if optimizer_step.num_replicas() > 1:
+            total = tf.distribute.get_replica_context().all_reduce("SUM", total)
         return tf.math.divide_no_nan(raw, total)
 
     # -- Keras training ------------------------------------------------------------------------
@@ -148,8 +161,12 @@ class ReweightedModel(keras.Model):
             outputs = self.model(x, training=True)
             losses = self._example_losses(y, outputs)
             loss = tf.reduce_sum(weights * tf.cast(losses, weights.dtype))
+        # The replica's share of the global weighted loss: the replicas' gradients sum to one
+        # device's, so only the loss scale applies (no division by the replicas).
         variables = self.model.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        scale = tf.cast(optimizer_step.loss_scale(self.optimizer), loss.dtype)
+        grads = tape.gradient(loss, variables, output_gradients=scale)
+        self.optimizer.apply(grads, variables)
         self.loss_tracker.update_state(tf.reduce_mean(losses))  # the unweighted loss, comparable to validation
         return self._results(y, outputs)
 

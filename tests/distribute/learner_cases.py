@@ -106,6 +106,16 @@ def darts_batches() -> tf.data.Dataset:
                                 labelled((4, 4, 1), 3, seed=1, duplicated=True)))
 
 
+def reweighted() -> keras.Model:
+    """`ReweightedModel` around a small classifier, with a clean set of 2 examples per class."""
+    rng = np.random.default_rng(3)
+    clean_x = rng.normal(size=(3 * 2, DIM)).astype("float32")
+    clean_y = np.repeat(np.arange(3), 2).astype("int32")
+    net = keras.Sequential([keras.Input((DIM,)), keras.layers.Dense(8, activation="relu"),
+                            keras.layers.Dense(3)], name="classifier")
+    return tfmeta.ReweightedModel(net, clean_x, clean_y, from_logits=True)
+
+
 def nas_child() -> keras.Model:
     space = DenseSpace(num_layers=2, units=(8,), dropout=(0.0,))
     return build_dense_model(space, space.sample(np.random.default_rng(0)), (DIM,), 3)
@@ -129,8 +139,8 @@ class Case(NamedTuple):
 CLASSIFY = {"loss": "sparse_categorical_crossentropy"}
 
 #: One case per learner; the families are metric (Siamese, prototypical, matching, relation),
-#: distillation, gradient-based (MAML and its variants, Reptile) and NAS (a child, the supernet,
-#: DARTS's first-order search).
+#: distillation, gradient-based (MAML and its variants, Reptile), learned example weights, and
+#: NAS (a child, the supernet, DARTS's first-order search).
 CASES = {
     "siamese": Case(lambda: tfmeta.SiameseNetwork(encoder(), input_shape=(DIM,)), pairs),
     "protonet": Case(lambda: tfmeta.PrototypicalNetwork(encoder()), episodes),
@@ -146,6 +156,7 @@ CASES = {
         classifier(batch_norm=True), inner_lr=0.1, inner_steps=2, learn_step_lrs=True,
         multi_step_loss=True, per_step_bn=True), episodes),
     "reptile": Case(lambda: tfmeta.Reptile(classifier(), inner_lr=0.1, inner_steps=2), episodes, 0.5),
+    "reweighted": Case(reweighted, lambda: labelled((DIM,), 3), 0.5),
     "nas_child": Case(nas_child, lambda: labelled((DIM,), 3), compile_kwargs=CLASSIFY),
     "darts": Case(darts, darts_batches, 0.5),
     # Clipped at every step (the gradients' norm is far above 1e-3): per replica, as one device.

@@ -20,8 +20,9 @@ from learner_cases import CASES, darts, darts_batches, mirrored, reference_runs,
 # LSTMs, for mixed precision, are the exception. Every learner runs under the strategy
 # (the full-context matching network, slow to trace, only in mixed precision).
 STRATEGY_CASES = sorted(set(CASES) - {"matching_full_context"})
-XLA_CASES = ["siamese", "protonet", "distiller", "maml", "reptile", "nas_child", "darts"]
-FLOAT16_CASES = ["siamese", "protonet", "matching_full_context", "distiller", "maml", "reptile", "nas_child", "darts"]
+XLA_CASES = ["siamese", "protonet", "distiller", "maml", "reptile", "nas_child", "darts", "reweighted"]
+FLOAT16_CASES = ["siamese", "protonet", "matching_full_context", "distiller", "maml", "reptile", "nas_child",
+                 "darts", "reweighted"]
 
 
 def assert_weights_close(run, reference, atol):

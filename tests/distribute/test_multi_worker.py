@@ -1,7 +1,7 @@
 """`MultiWorkerMirroredStrategy` with two worker processes on 127.0.0.1 (`TF_CONFIG`) trains one
 learner of each train step (Siamese, prototypical, matching and relation networks, the
-distiller, second-order MAML, Reptile), a NAS child, the ENAS supernet, a first-order DARTS
-search and AutoModel's network for arrays to the same losses and weights as one process (the plain Keras models through
+distiller, second-order MAML, Reptile, learned example weights), a NAS child, the ENAS
+supernet, a first-order DARTS search and AutoModel's network for arrays to the same losses and weights as one process (the plain Keras models through
 `FunctionalModel`, which Keras alone cannot fit under the strategy)."""
 
 import json
@@ -17,7 +17,7 @@ from learner_cases import reference_runs  # noqa: F401 (a fixture)
 
 SCRIPT = Path(__file__).resolve().parent / "multi_worker_script.py"
 NAMES = ("siamese", "protonet", "matching", "relation", "distiller", "maml", "reptile",
-         "nas_child", "enas_supernet", "darts", "automodel_arrays")
+         "reweighted", "nas_child", "enas_supernet", "darts", "automodel_arrays")
 
 
 def free_ports(count: int) -> list[int]:
