@@ -11,8 +11,11 @@ the losses are scaled, so the weight change matches float32's (before, the
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from learner_cases import CASES, darts, darts_batches, mirrored, reference_runs, train  # noqa: F401 (fixtures)
+from learner_cases import CASES, DIM, darts, darts_batches, labelled, mirrored, reference_runs, train  # noqa: F401 (fixtures)
+
+from tfmeta.learned_optimizer.optimizer import LearnedOptimizer
 
 # XLA and mixed precision change no code path between MAML's variants (or between the NAS
 # child and the supernet, both plain Keras steps), so to keep the suite fast those two are
@@ -70,3 +73,24 @@ def test_second_order_darts_under_two_replicas_is_a_clear_error(mirrored):
         net.compile(optimizer=keras.optimizers.SGD(0.1))
     with pytest.raises(ValueError, match=r"second_order=True\) cannot train under a strategy of 2 replicas"):
         net.fit(darts_batches(), epochs=1, verbose=0)
+
+
+def test_learned_optimizer_in_compile_takes_one_devices_steps_under_the_strategy(mirrored):
+    """`tfmeta.LearnedOptimizer` (an untrained rule: the update only has to be the same) in
+    `compile()` of a plain network: its LSTM states are per-variable optimizer slots."""
+    def run(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(1)
+            net = keras.Sequential([keras.Input((DIM,)), keras.layers.Dense(8, activation="relu"),
+                                    keras.layers.Dense(3)])
+            net.compile(optimizer=LearnedOptimizer(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        before = [w.copy() for w in net.get_weights()]
+        losses = net.fit(labelled((DIM,), 3), epochs=3, verbose=0).history["loss"]
+        return losses, before, net.get_weights()
+
+    one_losses, one_before, one_after = run(tf.distribute.get_strategy())
+    losses, _, after = run(mirrored)
+    np.testing.assert_allclose(losses, one_losses, rtol=1e-4, atol=1e-5)
+    assert max(np.abs(a - b).max() for a, b in zip(one_after, one_before)) > 1e-3  # it did update
+    for got, want in zip(after, one_after):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
