@@ -13,6 +13,15 @@ the next input. The first input is a learned vector.
 Defaults are ENAS's: LSTM 64, tanh constant 1.1, entropy weight 1e-4, baseline decay 0.99,
 Adam learning rate 0.0035 (beta_1 = 0, epsilon = 1e-3 as in ENAS), temperature 1.
 
+Anchor-point attention (Zoph & Le, section 3.3): a binary decision "does layer j feed this
+layer?" can be given by content-based attention instead of a softmax head. `attention={t: s}`
+makes decision t such a decision, with s the step of layer j's anchor point (a step of layer
+j, earlier than t): `q = v . tanh(W_prev h_s + W_curr h_t)`, and the logits `[-q, q]` (as
+ENAS writes them; the probability of the connection is `sigmoid(2q)`), then the temperature
+and tanh as for every step. The paper takes `h_t` at one anchor step of the current layer for
+all its connections; here each connection has its own step, so it also sees the layer's
+earlier connection choices. `LayerwiseSpace.controller_attention()` gives this mapping.
+
 The whole state (LSTM and head weights, Adam slots, baseline, update count) round-trips
 through `get_state()` / `set_state()` as plain JSON (weights as base64 `.npz` bytes), which
 `tfmeta.nas.oracles.ControllerOracle` stores in KerasTuner's `oracle.json`.
@@ -50,6 +59,9 @@ class ControllerRNN(keras.Model):
         baseline_decay: Decay of the moving-average reward baseline.
         learning_rate: Adam learning rate.
         seed: Seeds the weight initialisers (sampling takes its own seed).
+        attention: `{step: anchor step}`: the binary decisions given by anchor-point attention
+            to the hidden state of an earlier step (see the module docstring). None: every
+            decision has its softmax head.
 
     Example:
 
@@ -68,6 +80,7 @@ class ControllerRNN(keras.Model):
         baseline_decay: float = 0.99,
         learning_rate: float = 0.0035,
         seed: int | None = None,
+        attention: dict[int, int] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -83,6 +96,7 @@ class ControllerRNN(keras.Model):
             raise ValueError(f"`baseline_decay` must be in [0, 1); received {baseline_decay}.")
         if learning_rate <= 0:
             raise ValueError(f"`learning_rate` must be > 0; received {learning_rate}.")
+        self.attention = _check_attention(attention, num_choices)
         self.num_choices = num_choices
         self.units = units
         self.tanh_constant = tanh_constant
@@ -103,6 +117,10 @@ class ControllerRNN(keras.Model):
         self.w_emb = self.add_weight(shape=(total, units), initializer=init(3), name="w_emb")
         self.w_soft = self.add_weight(shape=(units, total), initializer=init(4), name="w_soft")
         self.b_soft = self.add_weight(shape=(total,), initializer="zeros", name="b_soft")
+        if self.attention:
+            self.w_attn_prev = self.add_weight(shape=(units, units), initializer=init(5), name="w_attn_prev")
+            self.w_attn_curr = self.add_weight(shape=(units, units), initializer=init(6), name="w_attn_curr")
+            self.v_attn = self.add_weight(shape=(units, 1), initializer=init(7), name="v_attn")
         self.cell.build((1, units))
         self.optimizer = keras.optimizers.Adam(learning_rate=self.learning_rate, beta_1=0.0, epsilon=1e-3)
         self.optimizer.build(self.trainable_variables)
@@ -125,6 +143,8 @@ class ControllerRNN(keras.Model):
         shapes = [
             (cell.kernel, 0), (cell.recurrent_kernel, 1), (self.g_emb, 2), (self.w_emb, 3), (self.w_soft, 4),
         ]
+        if self.attention:
+            shapes += [(self.w_attn_prev, 5), (self.w_attn_curr, 6), (self.v_attn, 7)]
         for var, offset in shapes:
             var.assign(self._initializer(offset)(var.shape))
         # LSTMCell default: unit forget bias (zeros, ones for the forget gate, zeros).
@@ -138,22 +158,34 @@ class ControllerRNN(keras.Model):
         self.num_updates = 0
 
     # -- the policy ----------------------------------------------------------------------
-    def _logits(self, t: int, h):
-        lo, hi = self._offsets[t], self._offsets[t + 1]
-        logits = tf.matmul(h, self.w_soft[:, lo:hi]) + self.b_soft[lo:hi]
+    def _squash(self, logits):
         logits = logits / self.temperature
         if self.tanh_constant is not None:
             logits = self.tanh_constant * tf.tanh(logits)
         return logits
 
+    def _attention_query(self, h_anchor, h):
+        """`v . tanh(W_prev h_anchor + W_curr h)`: `[..., 1]`."""
+        query = tf.tanh(tf.einsum("...u,uv->...v", h_anchor, self.w_attn_prev) + tf.einsum("...u,uv->...v", h, self.w_attn_curr))
+        return tf.einsum("...u,uv->...v", query, self.v_attn)
+
+    def _logits(self, t: int, h, hidden: list):
+        """Step t's squashed logits from its LSTM output `h` (`hidden`: the earlier outputs)."""
+        if t in self.attention:
+            q = self._attention_query(hidden[self.attention[t]], h)
+            return self._squash(tf.concat([-q, q], axis=-1))
+        lo, hi = self._offsets[t], self._offsets[t + 1]
+        return self._squash(tf.matmul(h, self.w_soft[:, lo:hi]) + self.b_soft[lo:hi])
+
     def _run(self, indices=None, seed=None, batch: int = 1):
         """Runs the LSTM over all decisions; samples when `indices` is None."""
         x = tf.tile(self.g_emb, [batch, 1])
         state = [tf.zeros([batch, self.units]), tf.zeros([batch, self.units])]
-        chosen, log_prob, entropy = [], tf.zeros([batch]), tf.zeros([batch])
+        chosen, log_prob, entropy, hidden = [], tf.zeros([batch]), tf.zeros([batch]), []
         for t in range(len(self.num_choices)):
             h, state = self.cell(x, state)
-            logits = self._logits(t, h)
+            logits = self._logits(t, h, hidden)
+            hidden.append(h)
             if indices is None:
                 step_seed = tf.random.experimental.stateless_fold_in(seed, t)
                 a = tf.random.stateless_categorical(logits, 1, seed=step_seed)[:, 0]
@@ -191,9 +223,18 @@ class ControllerRNN(keras.Model):
         zeros = tf.zeros([batch, self.units])
         hidden, _ = tf.scan(step, tf.transpose(inputs, [1, 0, 2]), initializer=(zeros, zeros))  # [T, B, U]
         logits = tf.einsum("tbu,uk->btk", hidden, self.w_soft) + self.b_soft  # [B, T, total]
-        logits = logits / self.temperature
-        if self.tanh_constant is not None:
-            logits = self.tanh_constant * tf.tanh(logits)
+        if self.attention:
+            # Each attention step owns two columns: put [-q, q] there (every step sees every
+            # column, the mask below keeps each step to its own).
+            steps = sorted(self.attention)
+            q = self._attention_query(tf.gather(hidden, [self.attention[t] for t in steps]),
+                                      tf.gather(hidden, steps))[..., 0]  # [A, B]
+            sign = np.zeros((len(steps), self._offsets[-1]), "float32")
+            for a, t in enumerate(steps):
+                sign[a, self._offsets[t]], sign[a, self._offsets[t] + 1] = -1.0, 1.0
+            attended = tf.einsum("ab,ak->bk", q, tf.constant(sign))[:, None, :]  # [B, 1, total]
+            logits = tf.where(tf.constant(sign.any(axis=0)), attended, logits)
+        logits = self._squash(logits)
         owned = tf.constant(self._step_mask())  # [T, total]: step t's slice of the columns
         log_p = tf.nn.log_softmax(tf.where(owned, logits, -1e9))
         log_prob = tf.reduce_sum(tf.gather(log_p, columns, batch_dims=2), axis=1)
@@ -240,10 +281,11 @@ class ControllerRNN(keras.Model):
     def marginals(self, indices: Sequence[int]) -> list[np.ndarray]:
         """The softmax of each decision along the path `indices` (for inspection)."""
         idx = self._check_indices(indices)
-        x, state, out = self.g_emb, [tf.zeros([1, self.units]), tf.zeros([1, self.units])], []
+        x, state, out, hidden = self.g_emb, [tf.zeros([1, self.units]), tf.zeros([1, self.units])], [], []
         for t in range(len(self.num_choices)):
             h, state = self.cell(x, state)
-            out.append(tf.nn.softmax(self._logits(t, h))[0].numpy())
+            out.append(tf.nn.softmax(self._logits(t, h, hidden))[0].numpy())
+            hidden.append(h)
             x = self.w_emb[idx[t] + self._offsets[t]][None]
         return out
 
@@ -295,6 +337,7 @@ class ControllerRNN(keras.Model):
             "entropy_weight": self.entropy_weight,
             "baseline_decay": self.baseline_decay,
             "learning_rate": self.learning_rate,
+            "attention": {str(t): s for t, s in self.attention.items()},
         }
 
     def _all_variables(self):
@@ -331,6 +374,25 @@ class ControllerRNN(keras.Model):
             raise ValueError(
                 f"Controller state is for decisions {state['config']['num_choices']}; this controller has {self.num_choices}."
             )
+        attention = {int(t): int(a) for t, a in state["config"].get("attention", {}).items()}
+        if attention != self.attention:
+            raise ValueError(f"Controller state has attention steps {attention}; this controller has {self.attention}.")
         self.load_weights_bytes(base64.b64decode(state["weights_npz_b64"]))
         self.baseline = state["baseline"]
         self.num_updates = int(state["num_updates"])
+
+
+def _check_attention(attention, num_choices: Sequence[int]) -> dict[int, int]:
+    """`attention` as `{int step: int anchor step}`, each step binary and after its anchor."""
+    if attention is None:
+        return {}
+    if not isinstance(attention, dict):
+        raise ValueError(f"`attention` must be a dict {{step: anchor step}} or None; received {attention!r}.")
+    checked = {}
+    for t, a in attention.items():
+        if not (isinstance(t, numbers.Integral) and isinstance(a, numbers.Integral) and 0 <= a < t < len(num_choices)):
+            raise ValueError(f"`attention` must map steps to earlier steps in [0, {len(num_choices)}); received {t!r}: {a!r}.")
+        if num_choices[t] != 2:
+            raise ValueError(f"`attention` steps must be binary decisions; step {t} has {num_choices[t]} choices.")
+        checked[int(t)] = int(a)
+    return checked

@@ -281,9 +281,13 @@ class ControllerStrategy(Strategy):
                 raise ValueError(
                     f"`controller` emits decisions {controller.num_choices}; the space has {space.num_choices}."
                 )
+            if controller.attention != (space.controller_attention() or {}):
+                raise ValueError(f"`controller` has attention steps {controller.attention}; the space wants "
+                                 f"{space.controller_attention()}.")
             controller.reset(self.seed)
             self.controller = controller
         else:
+            controller_kwargs.setdefault("attention", space.controller_attention())
             self.controller = ControllerRNN(space.num_choices, seed=self.seed, **controller_kwargs)
         self.num_samples = 0
         self.sample_times: list[float] = []  # seconds per controller sample / update (not persisted)

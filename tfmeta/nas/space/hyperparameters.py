@@ -88,6 +88,10 @@ class SpaceWithHyperparameters(SearchSpace):
         super().__init__([*space.decisions, *(Decision(PREFIX + k, tuple(v)) for k, v in extra.items())],
                          name=f"{space.name}+hp", kind="generic")
 
+    def controller_attention(self) -> dict[int, int] | None:
+        """The base space's (its decisions come first)."""
+        return self.base.controller_attention()
+
     def split(self, arch: Architecture) -> tuple[Architecture, dict[str, Any]]:
         """`(architecture of the base space, {hyperparameter: value})`."""
         indices = self.encode(arch)

@@ -2,11 +2,12 @@
 
 Every layer chooses its filter height, filter width, number of filters and stride, and which
 earlier layers feed it. The paper's controller picks those inputs with anchor points (one
-sigmoid per earlier layer, content-based attention between the layers' anchor states). The
-controllers here emit categorical decisions, so each possible connection is one binary
-decision `layer{i}/input{j}` (1 = layer j feeds layer i, for every j < i): the same set of
-skip patterns, each connection decided on its own instead of through attention between
-anchor states.
+sigmoid per earlier layer, content-based attention between the layers' anchor states). Here
+each possible connection is one binary decision `layer{i}/input{j}` (1 = layer j feeds layer
+i, for every j < i), so every strategy can search the space; the controller RNN gives these
+decisions by that anchor-point attention (`controller_attention()`: layer j's anchor is the
+step of its last shape decision, `layer{j}/stride`), the other strategies treat them as any
+categorical decision.
 
 The model (`build_layerwise_model`, also reached through `tfmeta.nas.builders.build_model`)
 follows the paper's rules: a layer concatenates its inputs along the channels, smaller maps
@@ -84,6 +85,13 @@ class LayerwiseSpace(SearchSpace):
             ]
             decisions += [Decision(f"layer{i}/input{j}", (0, 1)) for j in range(i)]
         super().__init__(decisions, name=name, kind="layerwise")
+
+    def controller_attention(self) -> dict[int, int]:
+        """`{index of layer{i}/input{j}: index of layer{j}/stride}`: the connection decisions,
+        each attending to the anchor point of the layer it would read."""
+        index = {name: t for t, name in enumerate(self.names)}
+        return {index[f"layer{i}/input{j}"]: index[f"layer{j}/stride"]
+                for i in range(self.num_layers) for j in range(i)}
 
     def layers(self, arch: Architecture) -> list[dict]:
         """Per layer `{"height", "width", "filters", "stride", "inputs"}` (inputs: layer ids)."""

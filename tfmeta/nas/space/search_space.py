@@ -136,6 +136,11 @@ class SearchSpace:
             return self.validate(Architecture.from_json(text))
         raise ValueError(f"`text` must be the JSON form of an architecture; received {text[:40]!r}.")
 
+    def controller_attention(self) -> dict[int, int] | None:
+        """`{decision index: anchor decision index}` for decisions the controller RNN gives by
+        anchor-point attention (`tfmeta.nas.controller`), or None: a softmax head each."""
+        return None
+
     # -- KerasTuner bridge -------------------------------------------------------------
     def hp_values(self, arch: Architecture) -> dict[str, int]:
         """`{decision name: choice index}`: how architectures travel in KerasTuner trials."""
