@@ -14,15 +14,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def run_recipe(tmp_path):
+def run_recipe(tmp_path, data_dir):
     """`run(script, *args, data_dir=None) -> CompletedProcess`: a recipe in a subprocess.
 
-    The subprocess imports this checkout's tfmeta (PYTHONPATH), works in `tmp_path` and, given
-    `data_dir`, reads Omniglot from it. It must exit 0 (the assertion shows its stderr).
+    The subprocess imports this checkout's tfmeta (PYTHONPATH), works in `tmp_path` and finds
+    the shared data through TFMETA_DATA_DIR (set to the tests' shared data folder: the default
+    `../shared/data` is relative to the working directory, which is `tmp_path` here); given
+    `data_dir`, it also reads Omniglot from it (`--data-dir`). It must exit 0 (the assertion
+    shows its stderr).
     """
+    shared = data_dir
 
     def run(script: str, *args: str, data_dir: Path | None = None, timeout: int = 300):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg",
+               "TFMETA_DATA_DIR": str(shared)}
         if data_dir is not None:
             env["TFMETA_DATA_DIR"] = str(data_dir)
             args = (*args, "--data-dir", str(data_dir))
