@@ -110,12 +110,12 @@ def check_input(am, kind: str) -> None:
 
 def resolve_raw(am, task) -> dict | None:
     """`resolve` for raw data: an image folder's policy (the model's layer sees images scaled to
-    [0, 1]); tables and texts with a policy are an error (`check_input`)."""
+    [0, 1]). The caller has run `check_input` before reading the data (tables and texts with a
+    policy are an error there)."""
     setting = getattr(am, "augmentation_policy", None)
     am.augmentation_policy_ = None
     if setting is None:
         return None
-    check_input(am, task.kind)
     ranges = {"value_range": [0.0, 1.0], "fill_value": 0.0}
     if setting == "search":
         side = min(task.search_image_sides())  # the children see the smallest searched image size

@@ -8,10 +8,10 @@ the store, so that rows do not drown the landmarkers) and evaluates their best c
 first, before its own defaults and the strategy's proposals.
 
 Only projects searched in a space of the same name (tables from tables, texts from texts, image
-folders from image folders) are neighbours. A past configuration is carried into the new space decision by decision: a
-decision of the same name takes the stored label, or the nearest numeric choice (batch sizes
-depend on the rows); one that shares fewer than half of the new space's decisions does not
-transfer. The store is one JSON file per project in a directory:
+folders from image folders) are neighbours. A past configuration is carried into the new space
+decision by decision: a decision of the same name takes the stored label, or the nearest numeric
+choice (batch sizes depend on the rows); one that shares fewer than half of the new space's
+decisions does not transfer. The store is one JSON file per project in a directory:
 `~/.tfmeta/warm_start` by default, `$TFMETA_WARM_START_DIR` or `AutoModel(warm_start_store=...)`.
 
 Example:
